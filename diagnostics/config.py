@@ -1,0 +1,59 @@
+"""Local settings: paths and ports of the embedded stack, from TRIAGE24_* environment variables.
+
+In Airflow, connections come from Airflow Connections; these settings are what the CLI and the
+local stack use. Every field can be overridden with ``TRIAGE24_<FIELD>`` (e.g. TRIAGE24_AIRFLOW_PORT).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRIAGE24_", extra="ignore")
+
+    repo_root: Path = REPO_ROOT
+    home: Path = Field(default=REPO_ROOT / ".triage24", description="state: secrets, pids, logs, data")
+    model_dir: Path = Field(
+        default=Path.home() / ".cache" / "triage24" / "models",
+        description="prepared model files (kept outside the repo)",
+    )
+    runbooks_dir: Path = REPO_ROOT / "runbooks"
+    artifact_root: Path | None = None
+
+    host: str = "127.0.0.1"
+    airflow_port: int = Field(default=8080, ge=1, le=65535)
+    prometheus_port: int = Field(default=9090, ge=1, le=65535)
+    alertmanager_port: int = Field(default=9093, ge=1, le=65535)
+    airflow_parallelism: int = Field(default=4, ge=1, le=64)
+    start_timeout_s: float = Field(default=180.0, gt=0)
+
+    @cached_property
+    def artifacts(self) -> Path:
+        return self.artifact_root or self.home / "artifacts"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.home / "secrets.env"
+
+    @property
+    def airflow_url(self) -> str:
+        return f"http://{self.host}:{self.airflow_port}"

@@ -1,0 +1,85 @@
+"""Runbooks as validated data: ``load_runbooks()`` reads every file in ``runbooks/`` and checks them
+against each other. Problems from all files are reported together."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from diagnostics.runbooks.loader import Problem, RunbookError, load_yaml_model
+from diagnostics.runbooks.schemas import PriorityMatrix, Sop, Targets, Thresholds
+
+__all__ = ["FILES", "Problem", "RunbookError", "Runbooks", "load_runbooks"]
+
+FILES: dict[str, type[Sop | PriorityMatrix | Thresholds | Targets]] = {
+    "sop.yaml": Sop,
+    "priority_matrix.yaml": PriorityMatrix,
+    "thresholds.yaml": Thresholds,
+    "targets.yaml": Targets,
+}
+
+
+@dataclass(frozen=True)
+class Runbooks:
+    directory: Path
+    sop: Sop
+    priority_matrix: PriorityMatrix
+    thresholds: Thresholds
+    targets: Targets
+
+    def markdown(self, name: str) -> str:
+        """The text of a Markdown runbook (for DAG and task docs)."""
+        return (self.directory / name).read_text(encoding="utf-8")
+
+
+def load_runbooks(directory: Path | None = None, environ: Mapping[str, str] | None = None) -> Runbooks:
+    if directory is None:
+        from diagnostics.config import Settings
+
+        directory = Settings().runbooks_dir
+    loaded: dict[str, object] = {}
+    problems: list[Problem] = []
+    for name, model in FILES.items():
+        try:
+            loaded[name] = load_yaml_model(directory / name, model, environ)
+        except RunbookError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise RunbookError(problems)
+    books = Runbooks(
+        directory=directory,
+        sop=loaded["sop.yaml"],  # type: ignore[arg-type]
+        priority_matrix=loaded["priority_matrix.yaml"],  # type: ignore[arg-type]
+        thresholds=loaded["thresholds.yaml"],  # type: ignore[arg-type]
+        targets=loaded["targets.yaml"],  # type: ignore[arg-type]
+    )
+    _cross_check(books)
+    return books
+
+
+def _cross_check(books: Runbooks) -> None:
+    """References between files: Markdown runbooks exist, overrides name real targets."""
+    problems: list[Problem] = []
+    d = books.directory
+    for i, phase in enumerate(books.sop.phases):
+        if phase.doc and not (d / phase.doc).is_file():
+            problems.append(Problem(d / "sop.yaml", None, f"phases[{i}].doc", f"no file {phase.doc} in {d}"))
+    for i, problem in enumerate(books.priority_matrix.problems):
+        if problem.runbook and not (d / problem.runbook).is_file():
+            problems.append(
+                Problem(d / "priority_matrix.yaml", None, f"problems[{i}].runbook", f"no file {problem.runbook} in {d}")
+            )
+    known = {t.name for t in books.targets.targets}
+    for name in books.thresholds.target_overrides:
+        if name not in known:
+            problems.append(
+                Problem(
+                    d / "thresholds.yaml",
+                    None,
+                    f"target_overrides.{name}",
+                    f"unknown target; targets.yaml defines: {', '.join(sorted(known))}",
+                )
+            )
+    if problems:
+        raise RunbookError(problems)

@@ -1,0 +1,303 @@
+"""Schemas of the runbook files in ``runbooks/``: the data the DAG obeys and humans read.
+
+Every model forbids unknown fields so a typo fails loudly instead of silently using a default.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+Identifier = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Component(StrEnum):
+    """Modules of a Dify-style multimodal service, plus what sits around them."""
+
+    LLM = "llm"
+    EMBEDDING = "embedding"
+    MULTIMODAL_ROUTER = "multimodal_router"
+    AUDIO_PROCESSOR = "audio_processor"
+    GATEWAY = "gateway"
+    INFRASTRUCTURE = "infrastructure"
+
+
+class Channel(StrEnum):
+    TEXT = "text"
+    IMAGE = "image"
+    AUDIO = "audio"
+    ROUTER = "router"
+
+
+class Severity(StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+# --- sop.yaml -------------------------------------------------------------------------------------
+
+
+class Window(Strict):
+    start_h: float = Field(ge=0, le=24)
+    end_h: float = Field(gt=0, le=24)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Window:
+        if self.end_h <= self.start_h:
+            raise ValueError(f"end_h ({self.end_h}) must be after start_h ({self.start_h})")
+        return self
+
+
+class Phase(Strict):
+    id: Identifier
+    title: str = Field(min_length=1)
+    window: Window | None = Field(default=None, description="hours after the alert; none for instant steps")
+    deadline_h: float | None = Field(default=None, gt=0, le=24, description="measured from the alert")
+    checks: list[Identifier] = Field(default_factory=list)
+    doc: str | None = Field(default=None, description="Markdown runbook shown as the TaskGroup's docs")
+
+    @model_validator(mode="after")
+    def _deadline_covers_window(self) -> Phase:
+        if self.window and self.deadline_h is not None and self.deadline_h < self.window.end_h:
+            raise ValueError(
+                f"deadline_h ({self.deadline_h}) is before the end of the window ({self.window.end_h} h)"
+            )
+        return self
+
+
+class Sop(Strict):
+    version: int = Field(ge=1)
+    phases: list[Phase] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Sop:
+        ids = [p.id for p in self.phases]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"phase ids must be unique; repeated: {', '.join(dupes)}")
+        checks = [c for p in self.phases for c in p.checks]
+        dupes = sorted({c for c in checks if checks.count(c) > 1})
+        if dupes:
+            raise ValueError(f"a check runs in one phase only; repeated: {', '.join(dupes)}")
+        windows = [p.window for p in self.phases if p.window]
+        for before, after in zip(windows, windows[1:], strict=False):
+            if after.start_h < before.end_h:
+                raise ValueError(
+                    f"phase windows overlap or are out of order: {before.start_h}-{before.end_h} h "
+                    f"then {after.start_h}-{after.end_h} h"
+                )
+        return self
+
+    def phase(self, phase_id: str) -> Phase:
+        for p in self.phases:
+            if p.id == phase_id:
+                return p
+        raise KeyError(f"no phase {phase_id!r}; phases: {', '.join(p.id for p in self.phases)}")
+
+
+# --- priority_matrix.yaml -------------------------------------------------------------------------
+
+
+class Problem(Strict):
+    id: Identifier
+    title: str = Field(min_length=1)
+    severity: Severity
+    first_component: Component
+    keywords: list[str] = Field(min_length=1, description="case-insensitive regular expressions")
+    action: str = Field(min_length=1, description="the fix, as an on-call engineer would apply it")
+    runbook: str | None = Field(default=None, description="Markdown runbook in runbooks/, by file name")
+
+    @field_validator("keywords")
+    @classmethod
+    def _compile(cls, keywords: list[str]) -> list[str]:
+        for kw in keywords:
+            try:
+                re.compile(kw)
+            except re.error as exc:
+                raise ValueError(f"keyword {kw!r} is not a valid regular expression: {exc}") from None
+        return keywords
+
+
+class PriorityMatrix(Strict):
+    version: int = Field(ge=1)
+    problems: list[Problem] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> PriorityMatrix:
+        ids = [p.id for p in self.problems]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"problem ids must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
+# --- thresholds.yaml ------------------------------------------------------------------------------
+
+
+class LatencySla(Strict):
+    quantile: float = Field(gt=0.5, lt=1, description="e.g. 0.9999 for P99.99")
+    latency_ms: float = Field(gt=0)
+
+
+class ChannelSla(Strict):
+    latency: LatencySla
+    error_rate: float = Field(ge=0, le=1, description="share of requests that may fail")
+
+
+class CanaryGates(Strict):
+    """Hard gates: a breach backed by ``min_requests`` samples is the fast path to rollback."""
+
+    p99_latency_ms: float = Field(gt=0)
+    rate_5xx: float = Field(ge=0, le=1)
+    error_rate: float = Field(ge=0, le=1)
+    sustained_s: float = Field(gt=0, description="how long a breach must last")
+    min_requests: int = Field(ge=1, description="fewer requests than this is insufficient evidence")
+    channel_p99_latency_ms: dict[Channel, float] = Field(
+        default_factory=dict, description="per-channel p99 gate where a channel is slower by nature"
+    )
+
+    def p99_gate_ms(self, channel: Channel) -> float:
+        return self.channel_p99_latency_ms.get(channel, self.p99_latency_ms)
+
+
+class AsrDynamic(Strict):
+    """ASR threshold = mu + sigma_multiplier * sigma * (1 + load_coefficient * load_ratio)."""
+
+    sigma_multiplier: float = Field(gt=0)
+    load_coefficient: float = Field(ge=0)
+
+
+class ApiDynamic(Strict):
+    """API threshold = max(floor_ms, P99.99_base * exp(qps_coefficient * qps))."""
+
+    floor_ms: float = Field(gt=0)
+    qps_coefficient: float = Field(ge=0)
+
+
+class DynamicThresholds(Strict):
+    asr: AsrDynamic
+    api: ApiDynamic
+
+
+class TargetOverride(Strict):
+    """Per-target values, e.g. a CPU-only testbed cannot meet GPU latency targets."""
+
+    sla: dict[Channel, ChannelSla] = Field(default_factory=dict)
+    canary_gates: CanaryGates | None = None
+
+
+class Thresholds(Strict):
+    version: int = Field(ge=1)
+    sla: dict[Channel, ChannelSla]
+    canary_gates: CanaryGates
+    dynamic: DynamicThresholds
+    target_overrides: dict[Identifier, TargetOverride] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _every_channel(self) -> Thresholds:
+        missing = [c.value for c in Channel if c not in self.sla]
+        if missing:
+            raise ValueError(f"sla must cover every channel; missing: {', '.join(missing)}")
+        return self
+
+    def sla_for(self, target: str, channel: Channel) -> ChannelSla:
+        override = self.target_overrides.get(target)
+        return (override.sla.get(channel) if override else None) or self.sla[channel]
+
+    def gates_for(self, target: str) -> CanaryGates:
+        override = self.target_overrides.get(target)
+        return (override.canary_gates if override else None) or self.canary_gates
+
+
+# --- targets.yaml ---------------------------------------------------------------------------------
+
+
+class Endpoint(Strict):
+    base_url: HttpUrl
+    health_path: str = Field(default="/v1/health", pattern=r"^/")
+
+
+class FileLogs(Strict):
+    source: Literal["files"]
+    paths: list[str] = Field(min_length=1, description="JSON-lines files or globs")
+
+
+class ElasticsearchLogs(Strict):
+    source: Literal["elasticsearch"]
+    index: str = Field(min_length=1)
+    connection_id: str = Field(default="triage24_elasticsearch", description="Airflow Connection id")
+
+
+class ExpectedModel(Strict):
+    module: Component
+    name: str = Field(min_length=1)
+    sha256: Sha256 | None = Field(default=None, description="none until the weights are pinned")
+
+
+class GatewayRollback(Strict):
+    method: Literal["gateway_weight"]
+    admin_token_env: str = Field(description="environment variable holding the gateway admin token")
+
+
+class KubernetesRollback(Strict):
+    method: Literal["kubernetes_deployment"]
+    namespace: str
+    deployment: str
+    connection_id: str = "kubernetes_default"
+
+
+class ArgoRollback(Strict):
+    method: Literal["argo_rollout"]
+    namespace: str
+    rollout: str
+    connection_id: str = "kubernetes_default"
+
+
+class Target(Strict):
+    name: Identifier
+    description: str = ""
+    versions: dict[Literal["stable", "canary"], Endpoint]
+    gateway: Endpoint | None = None
+    prometheus_selector: dict[str, str] = Field(
+        default_factory=dict, description="labels that select this service's series"
+    )
+    logs: Annotated[FileLogs | ElasticsearchLogs, Field(discriminator="source")]
+    models: list[ExpectedModel] = Field(default_factory=list)
+    rollback: Annotated[
+        GatewayRollback | KubernetesRollback | ArgoRollback, Field(discriminator="method")
+    ]
+
+    @model_validator(mode="after")
+    def _both_versions(self) -> Target:
+        if "stable" not in self.versions:
+            raise ValueError("versions must include 'stable' (the rollback destination)")
+        return self
+
+
+class Targets(Strict):
+    version: int = Field(ge=1)
+    targets: list[Target] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Targets:
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"target names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def get(self, name: str) -> Target:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        raise KeyError(f"no target {name!r}; targets: {', '.join(t.name for t in self.targets)}")

@@ -68,7 +68,12 @@ def _cross_check(books: Runbooks) -> None:
     for i, problem in enumerate(books.priority_matrix.problems):
         if problem.runbook and not (d / problem.runbook).is_file():
             problems.append(
-                Problem(d / "priority_matrix.yaml", None, f"problems[{i}].runbook", f"no file {problem.runbook} in {d}")
+                Problem(
+                    d / "priority_matrix.yaml",
+                    None,
+                    f"problems[{i}].runbook",
+                    f"no file {problem.runbook} in {d}",
+                )
             )
     known = {t.name for t in books.targets.targets}
     for name in books.thresholds.target_overrides:

@@ -9,7 +9,6 @@ paths stay configurable without editing the runbooks.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +17,9 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-M = TypeVar("M", bound=BaseModel)
+from diagnostics.envsubst import MissingVariable, expand
 
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+M = TypeVar("M", bound=BaseModel)
 
 Loc = tuple[str | int, ...]
 
@@ -68,16 +67,7 @@ def _line_for(loc: Loc, lines: Mapping[Loc, int]) -> int | None:
 
 def _expand_env(value: Any, environ: Mapping[str, str]) -> Any:
     if isinstance(value, str):
-
-        def sub(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in environ:
-                return environ[name]
-            if default is not None:
-                return default
-            raise KeyError(name)
-
-        return _ENV_REF.sub(sub, value)
+        return expand(value, environ)
     if isinstance(value, dict):
         return {k: _expand_env(v, environ) for k, v in value.items()}
     if isinstance(value, list):
@@ -115,7 +105,7 @@ def load_yaml_model(path: Path, model: type[M], environ: Mapping[str, str] | Non
     lines = _line_map(node) if node is not None else {}
     try:
         data = _expand_env(data, environ)
-    except KeyError as exc:
+    except MissingVariable as exc:
         raise RunbookError(
             [Problem(path, None, "", f"environment variable {exc.args[0]} is not set and has no default")]
         ) from None

@@ -5,6 +5,7 @@ Every model forbids unknown fields so a typo fails loudly instead of silently us
 
 from __future__ import annotations
 
+import itertools
 import re
 from enum import StrEnum
 from typing import Annotated, Literal
@@ -90,7 +91,7 @@ class Sop(Strict):
         if dupes:
             raise ValueError(f"a check runs in one phase only; repeated: {', '.join(dupes)}")
         windows = [p.window for p in self.phases if p.window]
-        for before, after in zip(windows, windows[1:], strict=False):
+        for before, after in itertools.pairwise(windows):
             if after.start_h < before.end_h:
                 raise ValueError(
                     f"phase windows overlap or are out of order: {before.start_h}-{before.end_h} h "
@@ -273,9 +274,7 @@ class Target(Strict):
     )
     logs: Annotated[FileLogs | ElasticsearchLogs, Field(discriminator="source")]
     models: list[ExpectedModel] = Field(default_factory=list)
-    rollback: Annotated[
-        GatewayRollback | KubernetesRollback | ArgoRollback, Field(discriminator="method")
-    ]
+    rollback: Annotated[GatewayRollback | KubernetesRollback | ArgoRollback, Field(discriminator="method")]
 
     @model_validator(mode="after")
     def _both_versions(self) -> Target:

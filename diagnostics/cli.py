@@ -1,0 +1,199 @@
+"""``triage24`` / ``python -m diagnostics``: the command line of Triage24.
+
+Exit codes: 0 success, 1 the thing checked is unhealthy/invalid, 2 bad usage or a component that
+cannot start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from rich.console import Console
+from rich.table import Table
+
+from diagnostics.config import Settings
+from diagnostics.stack.manager import ComponentStatus
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+SELFCHECK_DAG = "triage24_selfcheck"
+
+
+def _progress(start: float) -> Callable[[str], None]:
+    def say(msg: str) -> None:
+        console.print(f"[dim]{time.monotonic() - start:6.1f}s[/dim] {msg}")
+
+    return say
+
+
+def _status_table(statuses: Sequence[ComponentStatus]) -> Table:
+    table = Table(title="Triage24 local stack")
+    for col in ("component", "pid", "health", "detail", "log"):
+        table.add_column(col)
+    for s in statuses:
+        health = "[green]healthy[/green]" if s.healthy else "[red]unhealthy[/red]"
+        table.add_row(s.name, str(s.pid or "-"), health, s.detail, s.log_file)
+    return table
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from diagnostics.stack import Stack, StackError
+    from diagnostics.stack.manager import as_dicts
+
+    stack = Stack(with_testbed=not args.no_testbed)
+    start = time.monotonic()
+    if args.action == "up":
+        try:
+            statuses = stack.up(progress=_progress(start), timeout_s=args.timeout)
+        except (StackError, FileNotFoundError) as exc:
+            err.print(f"[red]stack up failed:[/red] {exc}")
+            return 2
+        console.print(_status_table(statuses))
+        _print_login(stack.settings)
+        return 0 if all(s.healthy for s in statuses) else 1
+    if args.action == "down":
+        stack.down(progress=_progress(start))
+        console.print("stack stopped")
+        return 0
+    if args.action == "status":
+        statuses = stack.status()
+        if args.json:
+            print(json.dumps(as_dicts(statuses), indent=2))
+        else:
+            console.print(_status_table(statuses))
+        return 0 if statuses and all(s.healthy for s in statuses) else 1
+    if args.action == "login":
+        # The one place a secret is printed, and only on explicit request.
+        password = stack.secrets["TRIAGE24_ADMIN_PASSWORD"]
+        console.print(f"UI: {stack.settings.airflow_url}\nuser: admin\npassword: {password}")
+        return 0
+    raise AssertionError(args.action)
+
+
+def _print_login(settings: Settings) -> None:
+    console.print(
+        f"\nAirflow UI: [bold]{settings.airflow_url}[/bold]  user: [bold]admin[/bold]  "
+        f"password: in {settings.secrets_file} (TRIAGE24_ADMIN_PASSWORD), "
+        "or run [bold]triage24 stack login[/bold]"
+    )
+
+
+def cmd_runbooks(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from diagnostics.runbooks import FILES, RunbookError, load_runbooks
+
+    directory = Path(args.dir) if args.dir else Settings().runbooks_dir
+    try:
+        books = load_runbooks(directory)
+    except RunbookError as exc:
+        err.print(f"[red]{len(exc.problems)} problem(s) in {directory}:[/red]")
+        for problem in exc.problems:
+            err.print(f"  {problem}", markup=False)
+        return 1
+    console.print(
+        f"[green]ok[/green] {', '.join(FILES)} in {directory}: {len(books.sop.phases)} phases, "
+        f"{len(books.priority_matrix.problems)} problem types, {len(books.targets.targets)} target(s)"
+    )
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from testbed.models import prepare
+
+    paths = prepare(progress=lambda m: console.print(f"  {m}"))
+    for name, path in paths.items():
+        console.print(f"[green]ready[/green] {name}: {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job: bring the stack up, prove it works end to end, say where to look."""
+    from diagnostics.stack import Stack, StackError
+    from diagnostics.stack.airflow_api import AirflowApi, AirflowApiError
+
+    start = time.monotonic()
+    say = _progress(start)
+    stack = Stack(with_testbed=not args.no_testbed)
+    try:
+        statuses = stack.up(progress=say, timeout_s=args.timeout)
+    except (StackError, FileNotFoundError) as exc:
+        err.print(f"[red]stack up failed:[/red] {exc}")
+        return 2
+    console.print(_status_table(statuses))
+    if not all(s.healthy for s in statuses):
+        err.print("[red]some components are unhealthy; see their logs above[/red]")
+        return 1
+    run_id = f"demo__{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    try:
+        with AirflowApi(stack.settings.airflow_url, "admin", stack.secrets["TRIAGE24_ADMIN_PASSWORD"]) as api:
+            say(f"waiting for the dag-processor to parse {SELFCHECK_DAG}")
+            api.wait_for_dag(SELFCHECK_DAG)
+            api.trigger(SELFCHECK_DAG, run_id=run_id)
+            say(f"triggered {SELFCHECK_DAG} run {run_id}")
+            run = api.wait_run(
+                SELFCHECK_DAG, run_id, timeout_s=300, on_change=lambda s: say(f"run state: {s}")
+            )
+            tis = api.task_instances(SELFCHECK_DAG, run_id)
+    except AirflowApiError as exc:
+        err.print(f"[red]demo failed:[/red] {exc}")
+        return 1
+    table = Table(title=f"{SELFCHECK_DAG} / {run_id}: {run['state']}")
+    table.add_column("task")
+    table.add_column("state")
+    for ti in sorted(tis, key=lambda t: str(t["task_id"])):
+        table.add_row(str(ti["task_id"]), str(ti["state"]))
+    console.print(table)
+    _print_login(stack.settings)
+    console.print(f"Run in the UI: {stack.settings.airflow_url}/dags/{SELFCHECK_DAG}/runs/{run_id}")
+    console.print("Stop everything with [bold]triage24 stack down[/bold]")
+    return 0 if run["state"] == "success" else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="triage24", description=__doc__.splitlines()[0] if __doc__ else None
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    stack = sub.add_parser("stack", help="start, stop and inspect the local stack")
+    stack.add_argument("action", choices=["up", "down", "status", "login"])
+    stack.add_argument("--no-testbed", action="store_true", help="only Airflow, Prometheus and Alertmanager")
+    stack.add_argument("--timeout", type=float, default=None, help="seconds to wait for health (default 180)")
+    stack.add_argument("--json", action="store_true", help="status as JSON")
+    stack.set_defaults(func=cmd_stack)
+
+    runbooks = sub.add_parser("runbooks", help="validate the runbooks")
+    runbooks.add_argument("action", choices=["validate"])
+    runbooks.add_argument("--dir", help="runbooks directory (default: the repo's runbooks/)")
+    runbooks.set_defaults(func=cmd_runbooks)
+
+    models = sub.add_parser("models", help="prepare local model files (Whisper checkpoint)")
+    models.add_argument("action", choices=["prepare"])
+    models.set_defaults(func=cmd_models)
+
+    demo = sub.add_parser("demo", help="the main job: start the stack and run the pipeline end to end")
+    demo.add_argument("--no-testbed", action="store_true")
+    demo.add_argument("--timeout", type=float, default=None)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""What the local stack runs: each component's command, port, health probe and log file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from diagnostics.config import Settings
+from diagnostics.envsubst import expand
+
+
+@dataclass(frozen=True)
+class Health:
+    """How to tell the component is healthy: GET ``url``; for Airflow's monitor endpoint, the
+    JSON key ``airflow_key`` must report ``healthy`` too."""
+
+    url: str
+    airflow_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    argv: list[str]
+    health: Health
+    log_file: Path
+    port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    group: str = "core"
+
+    def to_json(self) -> dict[str, object]:
+        return {"name": self.name, "argv": self.argv, "log_file": str(self.log_file), "env": self.env}
+
+
+def binary(name: str, *alternatives: str) -> str:
+    for candidate in (name, *alternatives):
+        found = shutil.which(candidate)
+        if found:
+            return found
+    raise FileNotFoundError(
+        f"'{name}' is not installed; run the setup script (scripts/setup.sh) or "
+        f"apt-get install {'prometheus-alertmanager' if 'alertmanager' in name else name}"
+    )
+
+
+def airflow_env(settings: Settings, secrets: Mapping[str, str]) -> dict[str, str]:
+    """Environment for every Airflow process of the local stack (and for `airflow` CLI calls)."""
+    home = settings.airflow_home
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.repo_root / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.repo_root / "plugins"),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(settings.airflow_parallelism),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
+        "AIRFLOW__API__BASE_URL": settings.airflow_url,
+        "AIRFLOW__API__HOST": settings.host,
+        "AIRFLOW__API__PORT": str(settings.airflow_port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow_url}/execution/",
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(settings.log_dir / "airflow"),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets["AIRFLOW__API_AUTH__JWT_SECRET"],
+        "AIRFLOW__API__SECRET_KEY": secrets["AIRFLOW__API__SECRET_KEY"],
+        # Settings the DAG tasks read (diagnostics.config.Settings) so they see the same stack.
+        "TRIAGE24_HOME": str(settings.home),
+        "TRIAGE24_PROMETHEUS_PORT": str(settings.prometheus_port),
+        "TRIAGE24_ALERTMANAGER_PORT": str(settings.alertmanager_port),
+        "TRIAGE24_AIRFLOW_PORT": str(settings.airflow_port),
+    }
+    return env
+
+
+def write_airflow_files(settings: Settings, secrets: Mapping[str, str]) -> None:
+    home = settings.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    passwords = home / "simple_auth_manager_passwords.json"
+    passwords.write_text(json.dumps({"admin": secrets["TRIAGE24_ADMIN_PASSWORD"]}), encoding="utf-8")
+    passwords.chmod(0o600)
+
+
+def render_configs(settings: Settings) -> dict[str, Path]:
+    """Render deploy/{prometheus,alertmanager} templates into the state dir with this stack's ports."""
+    values = {
+        "TRIAGE24_HOST": settings.host,
+        "TRIAGE24_PROMETHEUS_PORT": str(settings.prometheus_port),
+        "TRIAGE24_ALERTMANAGER_PORT": str(settings.alertmanager_port),
+        "TRIAGE24_AIRFLOW_PORT": str(settings.airflow_port),
+        "TRIAGE24_RULES_DIR": str(settings.repo_root / "deploy" / "prometheus" / "rules"),
+    }
+    out: dict[str, Path] = {}
+    for name in ("prometheus", "alertmanager"):
+        src = settings.repo_root / "deploy" / name / f"{name}.yml"
+        dst = settings.home / name / f"{name}.yml"
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        dst.write_text(expand(src.read_text(encoding="utf-8"), values), encoding="utf-8")
+        out[name] = dst
+    return out
+
+
+def components(settings: Settings, secrets: Mapping[str, str]) -> list[Component]:
+    logs = settings.log_dir
+    host = settings.host
+    configs = {name: settings.home / name / f"{name}.yml" for name in ("prometheus", "alertmanager")}
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    aenv = airflow_env(settings, secrets)
+    monitor = f"{settings.airflow_url}/api/v2/monitor/health"
+    return [
+        Component(
+            name="prometheus",
+            argv=[
+                binary("prometheus"),
+                f"--config.file={configs['prometheus']}",
+                f"--storage.tsdb.path={settings.home / 'prometheus' / 'data'}",
+                f"--web.listen-address={host}:{settings.prometheus_port}",
+                "--web.enable-lifecycle",
+                # Local stack: re-send firing alerts quickly so Alertmanager groups them within seconds.
+                "--rules.alert.resend-delay=2s",
+                "--storage.tsdb.retention.time=2d",
+            ],
+            health=Health(f"http://{host}:{settings.prometheus_port}/-/ready"),
+            log_file=logs / "prometheus.log",
+            port=settings.prometheus_port,
+        ),
+        Component(
+            name="alertmanager",
+            argv=[
+                binary("prometheus-alertmanager", "alertmanager"),
+                f"--config.file={configs['alertmanager']}",
+                f"--storage.path={settings.home / 'alertmanager' / 'data'}",
+                f"--web.listen-address={host}:{settings.alertmanager_port}",
+                "--cluster.listen-address=",
+            ],
+            health=Health(f"http://{host}:{settings.alertmanager_port}/-/ready"),
+            log_file=logs / "alertmanager.log",
+            port=settings.alertmanager_port,
+        ),
+        Component(
+            name="airflow-api-server",
+            argv=[airflow, "api-server", "--host", host, "--port", str(settings.airflow_port)],
+            health=Health(monitor, airflow_key="metadatabase"),
+            log_file=logs / "airflow-api-server.log",
+            port=settings.airflow_port,
+            env=aenv,
+        ),
+        Component(
+            name="airflow-scheduler",
+            argv=[airflow, "scheduler"],
+            health=Health(monitor, airflow_key="scheduler"),
+            log_file=logs / "airflow-scheduler.log",
+            env=aenv,
+        ),
+        Component(
+            name="airflow-dag-processor",
+            argv=[airflow, "dag-processor"],
+            health=Health(monitor, airflow_key="dag_processor"),
+            log_file=logs / "airflow-dag-processor.log",
+            env=aenv,
+        ),
+        Component(
+            name="airflow-triggerer",
+            argv=[airflow, "triggerer"],
+            health=Health(monitor, airflow_key="triggerer"),
+            log_file=logs / "airflow-triggerer.log",
+            env=aenv,
+        ),
+    ]

@@ -19,8 +19,8 @@ from rich.table import Table
 from diagnostics.config import Settings
 from diagnostics.stack.manager import ComponentStatus
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SELFCHECK_DAG = "triage24_selfcheck"
 

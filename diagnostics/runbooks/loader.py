@@ -115,6 +115,9 @@ def load_yaml_model(path: Path, model: type[M], environ: Mapping[str, str] | Non
         problems = []
         for err in exc.errors():
             loc: Loc = tuple(err["loc"])
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                # Point at the discriminating key (e.g. rollback.method), not at its parent.
+                loc = (*loc, str(err.get("ctx", {}).get("discriminator", "")).strip("'\""))
             problems.append(Problem(path, _line_for(loc, lines), _field_name(loc), _explain(err)))
         raise RunbookError(problems) from None
 

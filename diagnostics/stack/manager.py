@@ -28,6 +28,7 @@ from diagnostics.stack.components import (
     write_airflow_files,
 )
 from diagnostics.stack.secrets import ensure_secrets
+from diagnostics.stack.supervisor import clean_environ
 
 Progress = Callable[[str], None]
 
@@ -119,7 +120,7 @@ class Stack:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                env={**os.environ, "TRIAGE24_STACK_ID": stack_id},
+                env={**clean_environ(), "TRIAGE24_STACK_ID": stack_id},
                 cwd=self.settings.repo_root,
             )
         (self.settings.run_dir / "supervisor.pid").write_text(str(sup.pid), encoding="utf-8")
@@ -150,7 +151,7 @@ class Stack:
 
     def _migrate(self, progress: Progress) -> None:
         progress("migrating the Airflow metadata database (SQLite)")
-        env = {**os.environ, **airflow_env(self.settings, self.secrets)}
+        env = {**clean_environ(), **airflow_env(self.settings, self.secrets)}
         log = self.settings.log_dir / "airflow-db-migrate.log"
         with log.open("ab") as fh:
             done = subprocess.run(

@@ -20,6 +20,12 @@ from typing import Any
 GRACE_S = 25.0
 
 
+def clean_environ() -> dict[str, str]:
+    """The caller's environment without its Airflow settings: the stack's own config must win
+    (a caller such as a test session may carry AIRFLOW__* values of its own)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+
+
 def main(spec_path: str) -> int:
     spec: dict[str, Any] = json.loads(Path(spec_path).read_text(encoding="utf-8"))
     run_dir = Path(spec["run_dir"])
@@ -36,7 +42,7 @@ def main(spec_path: str) -> int:
     for comp in spec["components"]:
         log = Path(comp["log_file"])
         log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **comp["env"], "TRIAGE24_STACK_ID": spec["stack_id"]}
+        env = {**clean_environ(), **comp["env"], "TRIAGE24_STACK_ID": spec["stack_id"]}
         with log.open("ab") as fh:
             children[comp["name"]] = subprocess.Popen(
                 comp["argv"],

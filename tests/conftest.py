@@ -52,3 +52,10 @@ def free_port() -> int:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # CI must not pass while running no test (e.g. everything skipped or deselected by mistake).
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and exitstatus == 0 and not reporter.stats.get("passed"):
+        session.exitstatus = 1

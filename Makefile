@@ -1,0 +1,20 @@
+# The two commands of the README. Both set everything up first (idempotent).
+.PHONY: demo test setup setup-dev down status
+
+demo: setup           ## set up, start the local stack and run the main job end to end
+	.venv/bin/triage24 demo
+
+test: setup-dev       ## set up and run every check CI runs
+	scripts/test.sh
+
+setup:
+	scripts/setup.sh
+
+setup-dev:
+	scripts/setup.sh --dev
+
+down:                 ## stop the local stack
+	.venv/bin/triage24 stack down
+
+status:
+	.venv/bin/triage24 stack status

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     airflow_port: int = Field(default=8080, ge=1, le=65535)
     prometheus_port: int = Field(default=9090, ge=1, le=65535)
     alertmanager_port: int = Field(default=9093, ge=1, le=65535)
+    testbed_gateway_port: int = Field(default=8100, ge=1, le=65535)
+    testbed_stable_port: int = Field(default=8101, ge=1, le=65535)
+    testbed_canary_port: int = Field(default=8102, ge=1, le=65535)
+    traffic_rate: float = Field(default=2.0, gt=0, le=50, description="testbed traffic, requests/s")
     airflow_parallelism: int = Field(default=4, ge=1, le=64)
     start_timeout_s: float = Field(default=180.0, gt=0)
 
@@ -57,3 +61,25 @@ class Settings(BaseSettings):
     @property
     def airflow_url(self) -> str:
         return f"http://{self.host}:{self.airflow_port}"
+
+    @property
+    def testbed_gateway_url(self) -> str:
+        return f"http://{self.host}:{self.testbed_gateway_port}"
+
+    def port_environ(self) -> dict[str, str]:
+        """The settings other processes need to see the same stack (runbooks read these too)."""
+        return {
+            "TRIAGE24_HOME": str(self.home),
+            "TRIAGE24_HOST": self.host,
+            **{
+                f"TRIAGE24_{name.upper()}": str(getattr(self, name))
+                for name in (
+                    "airflow_port",
+                    "prometheus_port",
+                    "alertmanager_port",
+                    "testbed_gateway_port",
+                    "testbed_stable_port",
+                    "testbed_canary_port",
+                )
+            },
+        }

@@ -16,9 +16,9 @@ from diagnostics.envsubst import expand
 @dataclass(frozen=True)
 class Health:
     """How to tell the component is healthy: GET ``url``; for Airflow's monitor endpoint, the
-    JSON key ``airflow_key`` must report ``healthy`` too."""
+    JSON key ``airflow_key`` must report ``healthy`` too. No url: healthy while the process runs."""
 
-    url: str
+    url: str | None
     airflow_key: str | None = None
 
 
@@ -71,10 +71,7 @@ def airflow_env(settings: Settings, secrets: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets["AIRFLOW__API_AUTH__JWT_SECRET"],
         "AIRFLOW__API__SECRET_KEY": secrets["AIRFLOW__API__SECRET_KEY"],
         # Settings the DAG tasks read (diagnostics.config.Settings) so they see the same stack.
-        "TRIAGE24_HOME": str(settings.home),
-        "TRIAGE24_PROMETHEUS_PORT": str(settings.prometheus_port),
-        "TRIAGE24_ALERTMANAGER_PORT": str(settings.alertmanager_port),
-        "TRIAGE24_AIRFLOW_PORT": str(settings.airflow_port),
+        **settings.port_environ(),
     }
     return env
 
@@ -90,10 +87,7 @@ def write_airflow_files(settings: Settings, secrets: Mapping[str, str]) -> None:
 def render_configs(settings: Settings) -> dict[str, Path]:
     """Render deploy/{prometheus,alertmanager} templates into the state dir with this stack's ports."""
     values = {
-        "TRIAGE24_HOST": settings.host,
-        "TRIAGE24_PROMETHEUS_PORT": str(settings.prometheus_port),
-        "TRIAGE24_ALERTMANAGER_PORT": str(settings.alertmanager_port),
-        "TRIAGE24_AIRFLOW_PORT": str(settings.airflow_port),
+        **settings.port_environ(),
         "TRIAGE24_RULES_DIR": str(settings.repo_root / "deploy" / "prometheus" / "rules"),
     }
     out: dict[str, Path] = {}
@@ -172,4 +166,91 @@ def components(settings: Settings, secrets: Mapping[str, str]) -> list[Component
             log_file=logs / "airflow-triggerer.log",
             env=aenv,
         ),
+        *testbed_components(settings, secrets),
     ]
+
+
+def testbed_components(settings: Settings, secrets: Mapping[str, str]) -> list[Component]:
+    """The reference multimodal service: stable and canary, the gray-release gateway, steady traffic."""
+    py = sys.executable
+    logs = settings.log_dir
+    host = settings.host
+    env = {
+        "TRIAGE24_TESTBED_ADMIN_TOKEN": secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"],
+        "HF_HUB_OFFLINE": "1",
+        **settings.port_environ(),
+    }
+    versions = {"stable": settings.testbed_stable_port, "canary": settings.testbed_canary_port}
+    out = [
+        Component(
+            name=f"testbed-{version}",
+            argv=[
+                py,
+                "-m",
+                "testbed",
+                "serve",
+                "--version",
+                version,
+                "--host",
+                host,
+                "--port",
+                str(port),
+                "--log-file",
+                str(logs / f"testbed-{version}.jsonl"),
+            ],
+            health=Health(f"http://{host}:{port}/v1/health"),
+            log_file=logs / f"testbed-{version}.out",
+            port=port,
+            env=env,
+            group="testbed",
+        )
+        for version, port in versions.items()
+    ]
+    out.append(
+        Component(
+            name="testbed-gateway",
+            argv=[
+                py,
+                "-m",
+                "testbed",
+                "gateway",
+                "--host",
+                host,
+                "--port",
+                str(settings.testbed_gateway_port),
+                "--stable",
+                f"http://{host}:{versions['stable']}",
+                "--canary",
+                f"http://{host}:{versions['canary']}",
+                "--log-file",
+                str(logs / "testbed-gateway.jsonl"),
+            ],
+            health=Health(f"{settings.testbed_gateway_url}/health"),
+            log_file=logs / "testbed-gateway.out",
+            port=settings.testbed_gateway_port,
+            env=env,
+            group="testbed",
+        )
+    )
+    out.append(
+        Component(
+            name="testbed-traffic",
+            argv=[
+                py,
+                "-m",
+                "testbed",
+                "traffic",
+                "--gateway",
+                settings.testbed_gateway_url,
+                "--rate",
+                str(settings.traffic_rate),
+                "--duration",
+                "0",
+            ],
+            health=Health(None),
+            log_file=logs / "testbed-traffic.log",
+            env=env,
+            group="testbed",
+        )
+    )
+    return out

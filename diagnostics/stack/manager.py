@@ -214,7 +214,7 @@ class Stack:
                     detail = f"exited with code {code}" if code is not None else "not running"
                 out.append(
                     ComponentStatus(
-                        comp.name, pid, running, healthy, detail, str(comp.log_file), comp.health.url
+                        comp.name, pid, running, healthy, detail, str(comp.log_file), comp.health.url or ""
                     )
                 )
         return out
@@ -289,6 +289,8 @@ def _probe(
     client: httpx.Client, comp: Component, monitor: dict[str, object] | None
 ) -> tuple[bool, str, dict[str, object] | None]:
     """(healthy, detail, cached Airflow monitor JSON). The monitor endpoint is fetched once per round."""
+    if comp.health.url is None:
+        return True, "running (no health endpoint)", monitor
     try:
         if comp.health.airflow_key:
             if monitor is None:
@@ -315,9 +317,9 @@ def _port_owner(port: int) -> str:
 
 
 def _port_setting(name: str) -> str:
-    key = {"prometheus": "PROMETHEUS", "alertmanager": "ALERTMANAGER"}.get(name, "AIRFLOW")
     if name.startswith("testbed-"):
-        key = f"TESTBED_{name.removeprefix('testbed-').upper()}"
+        return f"TRIAGE24_TESTBED_{name.removeprefix('testbed-').upper()}_PORT"
+    key = {"prometheus": "PROMETHEUS", "alertmanager": "ALERTMANAGER"}.get(name, "AIRFLOW")
     return f"TRIAGE24_{key}_PORT"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Mapping
@@ -70,6 +71,8 @@ def airflow_env(settings: Settings, secrets: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
         "AIRFLOW__API_AUTH__JWT_SECRET": secrets["AIRFLOW__API_AUTH__JWT_SECRET"],
         "AIRFLOW__API__SECRET_KEY": secrets["AIRFLOW__API__SECRET_KEY"],
+        # The alert intake (plugins/) authenticates Alertmanager with it; the reconciler DAG sends it.
+        "TRIAGE24_WEBHOOK_TOKEN": secrets["TRIAGE24_WEBHOOK_TOKEN"],
         # Settings the DAG tasks read (diagnostics.config.Settings) so they see the same stack.
         **settings.port_environ(),
     }
@@ -82,6 +85,14 @@ def write_airflow_files(settings: Settings, secrets: Mapping[str, str]) -> None:
     passwords = home / "simple_auth_manager_passwords.json"
     passwords.write_text(json.dumps({"admin": secrets["TRIAGE24_ADMIN_PASSWORD"]}), encoding="utf-8")
     passwords.chmod(0o600)
+    # Alertmanager's webhook bearer token (alertmanager.yml: http_config.authorization.credentials_file),
+    # so the token is in neither the repo nor the rendered config.
+    token = settings.home / "alertmanager" / "webhook_token"
+    token.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(secrets["TRIAGE24_WEBHOOK_TOKEN"])
+    token.chmod(0o600)
 
 
 def render_configs(settings: Settings) -> dict[str, Path]:
@@ -245,7 +256,7 @@ def testbed_components(settings: Settings, secrets: Mapping[str, str]) -> list[C
                 "--rate",
                 str(settings.traffic_rate),
                 "--duration",
-                "0",
+                "86400",  # the generator is bounded by design: a day, the longest it allows
             ],
             health=Health(None),
             log_file=logs / "testbed-traffic.log",

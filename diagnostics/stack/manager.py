@@ -31,6 +31,8 @@ from diagnostics.stack.secrets import ensure_secrets
 from diagnostics.stack.supervisor import clean_environ
 
 Progress = Callable[[str], None]
+# Generous: on 2 cores the api-server answers slowly while the testbed loads its models.
+PROBE_TIMEOUT_S = 8.0
 
 
 class StackError(RuntimeError):
@@ -169,7 +171,7 @@ class Stack:
         deadline = time.monotonic() + timeout_s
         pending = {c.name: c for c in self.components}
         started = time.monotonic()
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
             while pending:
                 monitor: dict[str, object] | None = None
                 for name, comp in list(pending.items()):
@@ -183,6 +185,17 @@ class Stack:
                     if healthy:
                         progress(f"{name} healthy after {time.monotonic() - started:.1f} s")
                         del pending[name]
+                if not pending:
+                    # A component without a health endpoint counts as healthy while it runs: give it a
+                    # moment to fail on bad arguments before calling the stack up.
+                    time.sleep(2.0)
+                    for comp in self.components:
+                        code = self._exit_code(comp.name)
+                        if code is not None:
+                            raise StackError(
+                                f"{comp.name} exited with code {code} after starting; "
+                                f"see {comp.log_file}:\n{_tail(comp.log_file)}"
+                            )
                 if pending and time.monotonic() > deadline:
                     name, comp = next(iter(pending.items()))
                     raise StackError(
@@ -204,7 +217,7 @@ class Stack:
         out = []
         sup_running = self.supervisor_pid() is not None
         monitor: dict[str, object] | None = None
-        with httpx.Client(timeout=2.0) as client:
+        with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
             for comp in self.components:
                 pid = self._pid(comp.name)
                 running = bool(sup_running and pid and psutil.pid_exists(pid))

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -144,6 +145,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except AirflowApiError as exc:
         err.print(f"[red]demo failed:[/red] {exc}")
         return 1
+    if not args.no_testbed:
+        _show_testbed(stack.settings, say)
     table = Table(title=f"{SELFCHECK_DAG} / {run_id}: {run['state']}")
     table.add_column("task")
     table.add_column("state")
@@ -154,6 +157,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
     console.print(f"Run in the UI: {stack.settings.airflow_url}/dags/{SELFCHECK_DAG}/runs/{run_id}")
     console.print("Stop everything with [bold]triage24 stack down[/bold]")
     return 0 if run["state"] == "success" else 1
+
+
+def _show_testbed(settings: Settings, say: Callable[[str], None]) -> None:
+    """What the testbed is doing, read from the service itself and from Prometheus."""
+    import httpx
+    from prometheus_api_client import PrometheusConnect
+
+    health = Table(title="testbed: health and model checksums (vs the pinned SHA-256)")
+    for col in ("version", "status", "modules", "models"):
+        health.add_column(col)
+    for version, port in (("stable", settings.testbed_stable_port), ("canary", settings.testbed_canary_port)):
+        body = httpx.get(f"http://{settings.host}:{port}/v1/health", timeout=5).json()
+        modules = ", ".join(f"{m}={st}" for m, st in body["modules"].items())
+        models = ", ".join(
+            f"{m['name']} {'ok' if m.get('checksum_ok') else 'MISMATCH'}" for m in body["models"]
+        )
+        health.add_row(version, body["status"], modules, models)
+    console.print(health)
+
+    prom = PrometheusConnect(url=f"http://{settings.host}:{settings.prometheus_port}", disable_ssl=True)
+    query = "sum by (version, channel) (rate(testbed_requests_total[1m]))"
+    say("waiting for Prometheus to scrape the testbed's traffic")
+    deadline = time.monotonic() + 90
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        rows = [r for r in prom.custom_query(query) if float(r["value"][1]) > 0]
+        if {str(r["metric"]["version"]) for r in rows} >= {"stable", "canary"}:
+            break
+        time.sleep(3)
+    traffic = Table(title=f"Prometheus: {query}")
+    for col in ("version", "channel", "req/s"):
+        traffic.add_column(col)
+    for r in sorted(rows, key=lambda r: (str(r["metric"]["version"]), str(r["metric"]["channel"]))):
+        traffic.add_row(
+            str(r["metric"]["version"]), str(r["metric"]["channel"]), f"{float(r['value'][1]):.2f}"
+        )
+    console.print(traffic)
 
 
 def build_parser() -> argparse.ArgumentParser:

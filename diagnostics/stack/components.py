@@ -16,11 +16,17 @@ from diagnostics.envsubst import expand
 
 @dataclass(frozen=True)
 class Health:
-    """How to tell the component is healthy: GET ``url``; for Airflow's monitor endpoint, the
-    JSON key ``airflow_key`` must report ``healthy`` too. No url: healthy while the process runs."""
+    """How to tell the component is healthy: GET ``url`` answers 200 and, when ``field`` is given,
+    the JSON value at that path equals ``expect``. No url: healthy while the process runs."""
 
     url: str | None
-    airflow_key: str | None = None
+    field: tuple[str, ...] = ()
+    expect: str = ""
+
+
+def _airflow_health(url: str, component: str) -> Health:
+    # One monitor endpoint reports the metadata DB and each component's heartbeat.
+    return Health(url, field=(component, "status"), expect="healthy")
 
 
 @dataclass(frozen=True)
@@ -151,7 +157,7 @@ def components(settings: Settings, secrets: Mapping[str, str]) -> list[Component
         Component(
             name="airflow-api-server",
             argv=[airflow, "api-server", "--host", host, "--port", str(settings.airflow_port)],
-            health=Health(monitor, airflow_key="metadatabase"),
+            health=_airflow_health(monitor, "metadatabase"),
             log_file=logs / "airflow-api-server.log",
             port=settings.airflow_port,
             env=aenv,
@@ -159,21 +165,21 @@ def components(settings: Settings, secrets: Mapping[str, str]) -> list[Component
         Component(
             name="airflow-scheduler",
             argv=[airflow, "scheduler"],
-            health=Health(monitor, airflow_key="scheduler"),
+            health=_airflow_health(monitor, "scheduler"),
             log_file=logs / "airflow-scheduler.log",
             env=aenv,
         ),
         Component(
             name="airflow-dag-processor",
             argv=[airflow, "dag-processor"],
-            health=Health(monitor, airflow_key="dag_processor"),
+            health=_airflow_health(monitor, "dag_processor"),
             log_file=logs / "airflow-dag-processor.log",
             env=aenv,
         ),
         Component(
             name="airflow-triggerer",
             argv=[airflow, "triggerer"],
-            health=Health(monitor, airflow_key="triggerer"),
+            health=_airflow_health(monitor, "triggerer"),
             log_file=logs / "airflow-triggerer.log",
             env=aenv,
         ),
@@ -209,7 +215,8 @@ def testbed_components(settings: Settings, secrets: Mapping[str, str]) -> list[C
                 "--log-file",
                 str(logs / f"testbed-{version}.jsonl"),
             ],
-            health=Health(f"http://{host}:{port}/v1/health"),
+            # Ready only once its models are loaded (it answers "degraded" while loading).
+            health=Health(f"http://{host}:{port}/v1/health", field=("status",), expect="ready"),
             log_file=logs / f"testbed-{version}.out",
             port=port,
             env=env,
@@ -236,7 +243,8 @@ def testbed_components(settings: Settings, secrets: Mapping[str, str]) -> list[C
                 "--log-file",
                 str(logs / "testbed-gateway.jsonl"),
             ],
-            health=Health(f"{settings.testbed_gateway_url}/health"),
+            # The gateway's own state; its upstreams' state is the service's business.
+            health=Health(f"{settings.testbed_gateway_url}/health", field=("gateway",), expect="ready"),
             log_file=logs / "testbed-gateway.out",
             port=settings.testbed_gateway_port,
             env=env,

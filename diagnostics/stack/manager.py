@@ -104,6 +104,9 @@ class Stack:
         render_configs(self.settings)
         self._migrate(progress)
 
+        # Exit codes and pids of an earlier stack would be read as this one's.
+        for stale in (*self.settings.run_dir.glob("*.exit"), *self.settings.run_dir.glob("*.pid")):
+            stale.unlink()
         stack_id = uuid.uuid4().hex
         spec = {
             "stack_id": stack_id,
@@ -173,7 +176,7 @@ class Stack:
         started = time.monotonic()
         with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
             while pending:
-                monitor: dict[str, object] | None = None
+                cache: dict[str, object] = {}
                 for name, comp in list(pending.items()):
                     exit_code = self._exit_code(name)
                     if exit_code is not None:
@@ -181,7 +184,7 @@ class Stack:
                             f"{name} exited with code {exit_code} while starting; "
                             f"see {comp.log_file}:\n{_tail(comp.log_file)}"
                         )
-                    healthy, _detail, monitor = _probe(client, comp, monitor)
+                    healthy, _detail = _probe(client, comp, cache)
                     if healthy:
                         progress(f"{name} healthy after {time.monotonic() - started:.1f} s")
                         del pending[name]
@@ -216,12 +219,12 @@ class Stack:
     def status(self) -> list[ComponentStatus]:
         out = []
         sup_running = self.supervisor_pid() is not None
-        monitor: dict[str, object] | None = None
+        cache: dict[str, object] = {}
         with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
             for comp in self.components:
                 pid = self._pid(comp.name)
                 running = bool(sup_running and pid and psutil.pid_exists(pid))
-                healthy, detail, monitor = _probe(client, comp, monitor) if running else (False, "", monitor)
+                healthy, detail = _probe(client, comp, cache) if running else (False, "")
                 if not running:
                     code = self._exit_code(comp.name)
                     detail = f"exited with code {code}" if code is not None else "not running"
@@ -298,25 +301,27 @@ def _is_ours(pid: int, stack_id: str | None) -> bool:
         return False
 
 
-def _probe(
-    client: httpx.Client, comp: Component, monitor: dict[str, object] | None
-) -> tuple[bool, str, dict[str, object] | None]:
-    """(healthy, detail, cached Airflow monitor JSON). The monitor endpoint is fetched once per round."""
-    if comp.health.url is None:
-        return True, "running (no health endpoint)", monitor
+def _probe(client: httpx.Client, comp: Component, cache: dict[str, object]) -> tuple[bool, str]:
+    """(healthy, detail). ``cache`` holds this round's responses by URL: Airflow's four components
+    share one monitor endpoint, fetched once."""
+    health = comp.health
+    if health.url is None:
+        return True, "running (no health endpoint)"
     try:
-        if comp.health.airflow_key:
-            if monitor is None:
-                resp = client.get(comp.health.url)
-                resp.raise_for_status()
-                monitor = resp.json()
-            entry = monitor.get(comp.health.airflow_key) if isinstance(monitor, dict) else None
-            status = entry.get("status") if isinstance(entry, dict) else None
-            return status == "healthy", str(status or "no report yet"), monitor
-        resp = client.get(comp.health.url)
-        return resp.status_code == 200, f"HTTP {resp.status_code}", monitor
+        if health.url not in cache:
+            resp = client.get(health.url)
+            cache[health.url] = resp.json() if health.field and resp.status_code == 200 else resp.status_code
+        answer = cache[health.url]
     except (httpx.HTTPError, ValueError) as exc:
-        return False, type(exc).__name__, monitor
+        return False, type(exc).__name__
+    if not health.field:
+        return answer == 200, f"HTTP {answer}"
+    value: object = answer
+    for key in health.field:
+        value = value.get(key) if isinstance(value, dict) else None
+    if value is None and not isinstance(answer, dict):
+        return False, f"HTTP {answer}"
+    return value == health.expect, str(value if value is not None else "no report yet")
 
 
 def _port_owner(port: int) -> str:

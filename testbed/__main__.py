@@ -64,6 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--users", type=int, default=200, help="size of the user-id pool")
     t.add_argument("--max-inflight", type=int, default=8)
     t.add_argument("--progress-every", type=float, default=10.0, help="seconds between progress lines")
+    t.add_argument(
+        "--wait-ready",
+        type=float,
+        default=0.0,
+        help="first wait up to this many seconds for the gateway and both versions to be ready",
+    )
     return p
 
 

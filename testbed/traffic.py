@@ -247,9 +247,34 @@ async def run_traffic(
     return summary
 
 
+def wait_ready(gateway: str, timeout_s: float, poll_s: float = 1.0) -> bool:
+    """Wait until the gateway and every upstream report ``ready`` (models loaded): traffic sent
+    earlier only measures start-up. Returns False on timeout (the caller sends anyway)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            body = httpx.get(f"{gateway.rstrip('/')}/health", timeout=5).json()
+            ups = body.get("upstreams", {})
+            if (
+                body.get("status") == "ready"
+                and ups
+                and all(u.get("status") == "ready" for u in ups.values())
+            ):
+                return True
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+
+
 def main(args: Any) -> int:
     try:
         mix = parse_mix(args.mix)
+        if getattr(args, "wait_ready", 0) > 0:
+            ready = wait_ready(args.gateway, args.wait_ready)
+            state = "ready" if ready else "not ready after the wait; sending anyway"
+            print(f"[traffic] gateway {args.gateway}: {state}", flush=True)
         summary = asyncio.run(
             run_traffic(
                 args.gateway,

@@ -265,6 +265,8 @@ def testbed_components(settings: Settings, secrets: Mapping[str, str]) -> list[C
                 str(settings.traffic_rate),
                 "--duration",
                 "86400",  # the generator is bounded by design: a day, the longest it allows
+                "--wait-ready",  # the services load their models first (~25 s)
+                str(settings.start_timeout_s),
             ],
             health=Health(None),
             log_file=logs / "testbed-traffic.log",

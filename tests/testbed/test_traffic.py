@@ -90,3 +90,43 @@ def test_bounds() -> None:
         asyncio.run(tr.run_traffic("http://x", rate=500, duration_s=1, pool=tr.GoldenPool([], [], [], [])))
     with pytest.raises(ValueError, match="duration"):
         asyncio.run(tr.run_traffic("http://x", rate=1, duration_s=1e9, pool=tr.GoldenPool([], [], [], [])))
+
+
+def test_wait_ready_waits_for_every_upstream_and_gives_up_in_time() -> None:
+    """Traffic sent while the services still load their models would only measure start-up."""
+    import json
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from testbed.traffic import wait_ready
+
+    state = {"canary": "degraded"}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(
+                {
+                    "status": "ready",
+                    "upstreams": {"stable": {"status": "ready"}, "canary": {"status": state["canary"]}},
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        started = time.monotonic()
+        assert wait_ready(url, timeout_s=0.6, poll_s=0.1) is False
+        assert 0.5 <= time.monotonic() - started < 3
+        threading.Timer(0.3, lambda: state.update(canary="ready")).start()
+        assert wait_ready(url, timeout_s=5, poll_s=0.1) is True
+    finally:
+        server.shutdown()

@@ -76,11 +76,14 @@ def main() -> int:
     runs = []
     for i in range(args.runs):
         r = measure_once(args.with_testbed, args.settle)
-        print(f"run {i + 1}: cold start {r['cold_start_s']} s, RSS {r['rss_mib']} MiB, PSS {r['pss_mib']} MiB")
+        print(
+            f"run {i + 1}: cold start {r['cold_start_s']} s, RSS {r['rss_mib']} MiB, PSS {r['pss_mib']} MiB"
+        )
         runs.append(r)
     result = {
         "benchmark": "stack",
-        "command": "benchmarks/stack.py --runs %d%s" % (args.runs, " --with-testbed" if args.with_testbed else ""),
+        "command": f"benchmarks/stack.py --runs {args.runs}"
+        + (" --with-testbed" if args.with_testbed else ""),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
         f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",

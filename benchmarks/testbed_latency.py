@@ -42,7 +42,7 @@ def _latencies(client: httpx.Client, base: str, channel: str, n: int, pool: Gold
         resp = client.post(f"{base}{path}", json=body, headers={"X-Canary": "never"})
         elapsed = (time.perf_counter() - started) * 1000
         if resp.status_code != 200:
-            raise SystemExit(f"{channel} request to {base}{path} failed: HTTP {resp.status_code} {resp.text[:200]}")
+            raise SystemExit(f"{channel} {base}{path}: HTTP {resp.status_code} {resp.text[:200]}")
         out.append(elapsed)
     return out
 

@@ -28,6 +28,9 @@ def _settings(home: Path, repo_root: Path = REPO, **kw: object) -> Settings:
         airflow_port=free_port(),
         prometheus_port=free_port(),
         alertmanager_port=free_port(),
+        testbed_stable_port=free_port(),
+        testbed_canary_port=free_port(),
+        testbed_gateway_port=free_port(),
         **kw,  # type: ignore[arg-type]
     )
 
@@ -120,7 +123,14 @@ def test_up_brings_every_component_up_healthy(running_stack: Stack) -> None:
     targets = httpx.get(f"http://127.0.0.1:{s.prometheus_port}/api/v1/targets").json()["data"][
         "activeTargets"
     ]
-    assert {t["labels"]["job"] for t in targets} == {"prometheus", "alertmanager"}
+    scraped = {(t["labels"]["job"], t["labels"].get("version", "")): t["scrapeUrl"] for t in targets}
+    assert scraped == {
+        ("prometheus", ""): f"http://127.0.0.1:{s.prometheus_port}/metrics",
+        ("alertmanager", ""): f"http://127.0.0.1:{s.alertmanager_port}/metrics",
+        ("testbed", "stable"): f"http://127.0.0.1:{s.testbed_stable_port}/metrics",
+        ("testbed", "canary"): f"http://127.0.0.1:{s.testbed_canary_port}/metrics",
+        ("testbed-gateway", ""): f"http://127.0.0.1:{s.testbed_gateway_port}/metrics",
+    }
 
 
 @pytest.mark.integration
@@ -181,3 +191,38 @@ def test_down_stops_exactly_what_up_started(tmp_path: Path) -> None:
     finally:
         stack.down()
         bystander.kill()
+
+
+@pytest.mark.integration
+@pytest.mark.models
+def test_stack_with_the_testbed_serves_traffic_that_prometheus_scrapes(tmp_path: Path) -> None:
+    import time
+
+    stack = Stack(_settings(tmp_path, traffic_rate=4.0), with_testbed=True)
+    try:
+        statuses = stack.up(timeout_s=300)
+        assert {s.name: s.detail for s in statuses if s.name.startswith("testbed")} == {
+            "testbed-stable": "ready",
+            "testbed-canary": "ready",
+            "testbed-gateway": "ready",
+            "testbed-traffic": "running (no health endpoint)",
+        }
+        s = stack.settings
+        query = f"http://127.0.0.1:{s.prometheus_port}/api/v1/query"
+        versions: set[str] = set()
+        deadline = time.monotonic() + 90
+        while versions != {"stable", "canary"} and time.monotonic() < deadline:
+            time.sleep(3)
+            result = httpx.get(query, params={"query": "sum by (version) (testbed_requests_total)"}).json()
+            versions = {r["metric"]["version"] for r in result["data"]["result"] if float(r["value"][1]) > 0}
+        assert versions == {"stable", "canary"}, "the gateway's default split sends traffic to both versions"
+        errors = httpx.get(query, params={"query": "sum(testbed_request_errors_total)"}).json()["data"][
+            "result"
+        ]
+        assert not errors or float(errors[0]["value"][1]) == 0, (
+            "a healthy testbed answers traffic without errors"
+        )
+        procs = stack_processes(stack)
+    finally:
+        stack.down()
+    assert [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []

@@ -162,26 +162,15 @@ def components(settings: Settings, secrets: Mapping[str, str]) -> list[Component
             port=settings.airflow_port,
             env=aenv,
         ),
-        Component(
-            name="airflow-scheduler",
-            argv=[airflow, "scheduler"],
-            health=_airflow_health(monitor, "scheduler"),
-            log_file=logs / "airflow-scheduler.log",
-            env=aenv,
-        ),
-        Component(
-            name="airflow-dag-processor",
-            argv=[airflow, "dag-processor"],
-            health=_airflow_health(monitor, "dag_processor"),
-            log_file=logs / "airflow-dag-processor.log",
-            env=aenv,
-        ),
-        Component(
-            name="airflow-triggerer",
-            argv=[airflow, "triggerer"],
-            health=_airflow_health(monitor, "triggerer"),
-            log_file=logs / "airflow-triggerer.log",
-            env=aenv,
+        *(
+            Component(
+                name=f"airflow-{command}",
+                argv=[airflow, command],
+                health=_airflow_health(monitor, command.replace("-", "_")),
+                log_file=logs / f"airflow-{command}.log",
+                env=aenv,
+            )
+            for command in ("scheduler", "dag-processor", "triggerer")
         ),
         *testbed_components(settings, secrets),
     ]

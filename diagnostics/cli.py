@@ -222,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-testbed", action="store_true")
     demo.add_argument("--timeout", type=float, default=None)
     demo.set_defaults(func=cmd_demo)
+
+    from diagnostics.intake.cli import register as register_intake
+
+    register_intake(sub)
     return parser
 
 

@@ -11,8 +11,12 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from diagnostics.config import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="triage24-test-airflow-"))
@@ -46,6 +50,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def stack_settings(home: Path, repo_root: Path = REPO, **overrides: object) -> Settings:
+    """Settings for a throw-away stack: its own home and free ports, so tests never collide."""
+    from diagnostics.config import Settings
+
+    names = ("airflow", "prometheus", "alertmanager", "testbed_stable", "testbed_canary", "testbed_gateway")
+    ports = {f"{name}_port": free_port() for name in names}
+    return Settings(home=home, repo_root=repo_root, **{**ports, **overrides})  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -7,16 +7,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from diagnostics.runbooks.grading import Grading
 from diagnostics.runbooks.loader import Problem, RunbookError, load_yaml_model
 from diagnostics.runbooks.schemas import PriorityMatrix, Sop, Targets, Thresholds
 
 __all__ = ["FILES", "Problem", "RunbookError", "Runbooks", "load_runbooks"]
 
-FILES: dict[str, type[Sop | PriorityMatrix | Thresholds | Targets]] = {
+FILES: dict[str, type[Sop | PriorityMatrix | Thresholds | Targets | Grading]] = {
     "sop.yaml": Sop,
     "priority_matrix.yaml": PriorityMatrix,
     "thresholds.yaml": Thresholds,
     "targets.yaml": Targets,
+    "grading.yaml": Grading,  # alert intake: L1-L4 grades and escalation
 }
 
 

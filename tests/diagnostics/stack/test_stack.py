@@ -13,26 +13,11 @@ import httpx
 import psutil
 import pytest
 
-from diagnostics.config import Settings
 from diagnostics.stack import Stack, StackError
 from diagnostics.stack.components import render_configs
 from diagnostics.stack.manager import stack_processes
 from diagnostics.stack.secrets import SECRET_NAMES, ensure_secrets
-from tests.conftest import REPO, free_port
-
-
-def _settings(home: Path, repo_root: Path = REPO, **kw: object) -> Settings:
-    return Settings(
-        home=home,
-        repo_root=repo_root,
-        airflow_port=free_port(),
-        prometheus_port=free_port(),
-        alertmanager_port=free_port(),
-        testbed_stable_port=free_port(),
-        testbed_canary_port=free_port(),
-        testbed_gateway_port=free_port(),
-        **kw,  # type: ignore[arg-type]
-    )
+from tests.conftest import REPO, stack_settings
 
 
 def test_secrets_are_created_once_private_and_strong(tmp_path: Path) -> None:
@@ -51,7 +36,7 @@ def test_secrets_are_created_once_private_and_strong(tmp_path: Path) -> None:
 
 
 def test_configs_are_rendered_with_the_configured_ports(tmp_path: Path) -> None:
-    s = _settings(tmp_path)
+    s = stack_settings(tmp_path)
     out = render_configs(s)
     prom = out["prometheus"].read_text()
     assert f"127.0.0.1:{s.alertmanager_port}" in prom
@@ -61,7 +46,7 @@ def test_configs_are_rendered_with_the_configured_ports(tmp_path: Path) -> None:
 
 
 def test_a_taken_port_names_the_component_the_owner_and_the_setting(tmp_path: Path) -> None:
-    s = _settings(tmp_path)
+    s = stack_settings(tmp_path)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", s.alertmanager_port))
         sock.listen()
@@ -85,7 +70,7 @@ def test_a_component_that_fails_to_start_is_named_with_its_log_and_nothing_is_le
     (repo / "deploy" / "prometheus" / "prometheus.yml").write_text(
         "global: {scrape_interval: not-a-duration}\n"
     )
-    stack = Stack(_settings(tmp_path / "home", repo_root=repo, start_timeout_s=120), with_testbed=False)
+    stack = Stack(stack_settings(tmp_path / "home", repo_root=repo, start_timeout_s=120), with_testbed=False)
     with pytest.raises(StackError) as info:
         stack.up()
     msg = str(info.value)
@@ -97,7 +82,7 @@ def test_a_component_that_fails_to_start_is_named_with_its_log_and_nothing_is_le
 
 @pytest.fixture(scope="module")
 def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = Stack(_settings(tmp_path_factory.mktemp("stack-home")), with_testbed=False)
+    stack = Stack(stack_settings(tmp_path_factory.mktemp("stack-home")), with_testbed=False)
     try:
         stack.up(timeout_s=240)
         yield stack
@@ -177,7 +162,7 @@ def test_status_json_from_the_cli(
 def test_down_stops_exactly_what_up_started(tmp_path: Path) -> None:
     # A process outside the stack, started before it, must survive `down`.
     bystander = psutil.Popen(["sleep", "300"])
-    stack = Stack(_settings(tmp_path), with_testbed=False)
+    stack = Stack(stack_settings(tmp_path), with_testbed=False)
     try:
         stack.up(timeout_s=240)
         procs = stack_processes(stack)
@@ -198,7 +183,7 @@ def test_down_stops_exactly_what_up_started(tmp_path: Path) -> None:
 def test_stack_with_the_testbed_serves_traffic_that_prometheus_scrapes(tmp_path: Path) -> None:
     import time
 
-    stack = Stack(_settings(tmp_path, traffic_rate=4.0), with_testbed=True)
+    stack = Stack(stack_settings(tmp_path, traffic_rate=4.0), with_testbed=True)
     try:
         statuses = stack.up(timeout_s=300)
         assert {s.name: s.detail for s in statuses if s.name.startswith("testbed")} == {

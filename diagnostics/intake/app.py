@@ -1,0 +1,285 @@
+"""The webhook as a FastAPI app (no Airflow import): the Airflow plugin mounts it in the api-server.
+
+Routes (all authenticated: Airflow does not protect plugin routes):
+
+- ``POST /alertmanager``: an Alertmanager webhook v4 delivery -> 201 created, 200 duplicate /
+  update / resolved / recorded, 503 pending (Alertmanager retries; the journal keeps it);
+  401 unauthenticated, 413 too large, 415 not JSON, 400 not parseable, 422 wrong schema.
+- ``GET /health``: the journal's counts and whether Airflow is reachable.
+- ``POST /reconcile``: replay pending incidents, close finished ones, flush notes.
+
+Authentication: ``Authorization: Bearer <token>`` (Alertmanager's ``http_config.authorization``),
+or an HMAC-SHA256 signature ``X-Triage24-Signature: sha256=<hex>`` over ``<timestamp>.<body>`` with
+``X-Triage24-Timestamp: <unix seconds>`` inside the replay window. Both compare in constant time.
+Tokens are never logged, echoed or stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from diagnostics.intake.config import TOKEN_ENV, IntakeSettings
+from diagnostics.intake.journal import JournalError
+from diagnostics.intake.payload import FieldProblem, PayloadError, parse, too_large
+from diagnostics.intake.service import IntakeService
+
+log = logging.getLogger("triage24.intake")
+
+TokenSource = Callable[[], list[str]]
+SIGNATURE_HEADER = "x-triage24-signature"
+TIMESTAMP_HEADER = "x-triage24-timestamp"
+
+
+def _error(
+    status: int, error: str, problems: list[FieldProblem], headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {"error": error, "problems": [p.as_dict() for p in problems]}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_ERRORS = {
+    400: "body is not acceptable JSON",
+    413: "body too large",
+    415: "unsupported content type",
+    422: "payload does not match Alertmanager's webhook v4 schema",
+}
+
+
+def _unauthorized(message: str) -> JSONResponse:
+    fix = (
+        "send 'Authorization: Bearer <token>' (Alertmanager: http_config.authorization.credentials_file) "
+        f"with the token of the Airflow Connection or {TOKEN_ENV}"
+    )
+    return _error(
+        401,
+        "unauthorized",
+        [FieldProblem("Authorization", message, fix)],
+        headers={"WWW-Authenticate": 'Bearer realm="triage24-intake"'},
+    )
+
+
+def _not_configured() -> JSONResponse:
+    return _error(
+        503,
+        "intake not configured",
+        [
+            FieldProblem(
+                "token",
+                "no webhook token is configured on the server",
+                f"set the Airflow Connection's password or {TOKEN_ENV} in the api-server's environment",
+            )
+        ],
+    )
+
+
+class _Auth:
+    def __init__(self, tokens: TokenSource, window_s: float, clock: Callable[[], float]) -> None:
+        self.tokens = tokens
+        self.window_s = window_s
+        self.clock = clock
+
+    def bearer(self, header: str, valid: list[str]) -> bool:
+        scheme, _, presented = header.partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            return False
+        given = presented.strip().encode("utf-8", "surrogateescape")
+        # Compare against every valid token (no early exit) so timing says nothing about which.
+        matches = [hmac.compare_digest(given, t.encode("utf-8")) for t in valid]
+        return any(matches)
+
+    def signature(self, timestamp: str, signature: str, body: bytes, valid: list[str]) -> str | None:
+        """None when valid, else why not."""
+        try:
+            ts = float(timestamp)
+        except ValueError:
+            return f"{TIMESTAMP_HEADER} must be unix seconds"
+        if abs(self.clock() - ts) > self.window_s:
+            return f"{TIMESTAMP_HEADER} is outside the {self.window_s:g} s replay window"
+        scheme, _, given = signature.partition("=")
+        if scheme.strip().lower() != "sha256" or not given:
+            return f"{SIGNATURE_HEADER} must be sha256=<hex>"
+        message = timestamp.encode("ascii", "replace") + b"." + body
+        expected = [hmac.new(t.encode("utf-8"), message, hashlib.sha256).hexdigest() for t in valid]
+        matches = [
+            hmac.compare_digest(given.strip().lower().encode("ascii", "replace"), e.encode())
+            for e in expected
+        ]
+        return None if any(matches) else "signature does not match"
+
+
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None when it exceeds ``limit`` bytes (read no further than that)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class _Lazy:
+    """Builds the service on first use (the plugin module is imported by every Airflow process)."""
+
+    def __init__(self, factory: Callable[[], IntakeService]) -> None:
+        self.factory = factory
+        self._service: IntakeService | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> IntakeService:
+        if self._service is None:
+            with self._lock:
+                if self._service is None:
+                    self._service = self.factory()
+        return self._service
+
+    def close(self) -> None:
+        if self._service is not None:
+            self._service.stop()
+
+
+def create_app(
+    service_factory: Callable[[], IntakeService],
+    tokens: TokenSource,
+    settings: IntakeSettings | None = None,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    settings = settings or IntakeSettings()
+    auth = _Auth(tokens, settings.signature_window_s, clock)
+    lazy = _Lazy(service_factory)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Runs where the app is served on its own (tests, a standalone server); mounted in Airflow's
+        # api-server the maintainer is a daemon thread that ends with the process.
+        yield
+        lazy.close()
+
+    app = FastAPI(
+        title="Triage24 alert intake", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
+    app.state.intake = lazy
+    journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triage24-journal")
+
+    def service_or_error() -> IntakeService | JSONResponse:
+        try:
+            return lazy.get()
+        except Exception as exc:  # misconfiguration: say what, answer 503 so Alertmanager retries
+            log.error("intake cannot start: %s", exc)
+            return _error(
+                503,
+                "intake unavailable",
+                [FieldProblem("server", str(exc)[:500], "fix the configuration named here and retry")],
+            )
+
+    async def authenticate(request: Request, body: bytes | None) -> JSONResponse | None:
+        valid = [t for t in tokens() if t]
+        if not valid:
+            log.error("webhook token not configured; refusing deliveries")
+            return _not_configured()
+        header = request.headers.get("authorization")
+        if header is not None:
+            if auth.bearer(header, valid):
+                return None
+            log.warning("rejected request from %s: wrong bearer token", _client(request))
+            return _unauthorized("wrong bearer token")
+        sig, ts = request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
+        if sig is not None and ts is not None and body is not None:
+            why = auth.signature(ts, sig, body, valid)
+            if why is None:
+                return None
+            log.warning("rejected request from %s: %s", _client(request), why)
+            return _unauthorized(why)
+        log.warning("rejected request from %s: no credentials", _client(request))
+        return _unauthorized("missing bearer token or signature")
+
+    @app.post("/alertmanager")
+    async def alertmanager(request: Request) -> JSONResponse:
+        received_at = clock()
+        signed = SIGNATURE_HEADER in request.headers and "authorization" not in request.headers
+        if not signed and (denied := await authenticate(request, None)):
+            return denied
+        body = await _read_body(request, settings.max_body_bytes)
+        if body is None:
+            return _error(413, _ERRORS[413], [too_large(settings.max_body_bytes)])
+        if signed and (denied := await authenticate(request, body)):
+            return denied
+        try:
+            payload = parse(body, request.headers.get("content-type"), settings.max_body_bytes)
+        except PayloadError as exc:
+            log.info("refused delivery from %s: HTTP %d: %s", _client(request), exc.status, str(exc)[:300])
+            return _error(exc.status, _ERRORS.get(exc.status, "bad request"), exc.problems)
+        service = service_or_error()
+        if isinstance(service, JSONResponse):
+            return service
+        try:
+            # Journal work runs on one dedicated thread (it is serialized by the journal anyway);
+            # only a run creation (an Airflow call that may wait on its DB) goes to the thread pool.
+            loop = asyncio.get_running_loop()
+            plan = await loop.run_in_executor(journal_thread, service.accept, payload, body, received_at)
+            if plan.create or service.inline:
+                outcome = await anyio.to_thread.run_sync(service.complete, plan, received_at)
+            else:
+                outcome = service.complete(plan, received_at)
+        except JournalError as exc:
+            log.error("journal unavailable, delivery refused with 503 (Alertmanager retries): %s", exc)
+            return _error(
+                503,
+                "journal unavailable",
+                [FieldProblem("journal", str(exc)[:500], "free disk space / fix permissions of the journal")],
+                headers={"Retry-After": "10"},
+            )
+        headers = {"Retry-After": "10"} if outcome.http_status == 503 else None
+        return JSONResponse(outcome.as_dict(), status_code=outcome.http_status, headers=headers)
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        if denied := await authenticate(request, None):
+            return denied
+        service = service_or_error()
+        if isinstance(service, JSONResponse):
+            return service
+        try:
+            report: dict[str, Any] = await anyio.to_thread.run_sync(service.health)
+        except JournalError as exc:
+            return _error(
+                503, "journal unavailable", [FieldProblem("journal", str(exc)[:500], "see the log")]
+            )
+        return JSONResponse(report)
+
+    @app.post("/reconcile")
+    async def reconcile(request: Request) -> JSONResponse:
+        if denied := await authenticate(request, None):
+            return denied
+        service = service_or_error()
+        if isinstance(service, JSONResponse):
+            return service
+        try:
+            report = await anyio.to_thread.run_sync(service.reconcile)
+        except JournalError as exc:
+            return _error(
+                503, "journal unavailable", [FieldProblem("journal", str(exc)[:500], "see the log")]
+            )
+        return JSONResponse(report.as_dict())
+
+    return app
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

@@ -1,0 +1,546 @@
+"""The intake journal: a durable record of every accepted delivery and of the incidents they opened.
+
+SQLite in WAL mode with ``synchronous=FULL``: a commit is on disk (the WAL is fsynced) before the
+webhook answers 2xx. One connection per process, guarded by a lock; transactions are ``BEGIN
+IMMEDIATE`` so deciding "is there an open incident for this group?" and opening one is atomic, also
+across processes (several api-server workers). A partial unique index lets at most one incident per
+alert group be open at a time, whatever the code above does.
+
+Tables:
+- ``deliveries``: one row per accepted delivery: raw body, received time, outcome, run id.
+- ``incidents``: one row per incident run: state pending (run not created yet) / open / closed,
+  grade, escalation, the conf to (re)create it with, note bookkeeping.
+- ``occurrences``: each firing episode (fingerprint, startsAt) of a group and the run covering it.
+- ``alerts``: the last known status of every alert (for counting impacted services).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_at REAL NOT NULL,
+    body BLOB NOT NULL,
+    body_sha256 TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    alerts INTEGER NOT NULL,
+    grade TEXT,
+    rule TEXT,
+    escalated INTEGER NOT NULL DEFAULT 0,
+    run_id TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_sha ON deliveries (body_sha256);
+CREATE INDEX IF NOT EXISTS deliveries_outcome ON deliveries (outcome);
+CREATE INDEX IF NOT EXISTS deliveries_run ON deliveries (run_id);
+CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries (group_key);
+CREATE TABLE IF NOT EXISTS incidents (
+    run_id TEXT PRIMARY KEY,
+    dag_id TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'open', 'closed')),
+    run_state TEXT,
+    created_at REAL NOT NULL,
+    opened_at REAL,
+    closed_at REAL,
+    grade TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    escalated INTEGER NOT NULL,
+    escalation_rule TEXT NOT NULL,
+    escalation_reason TEXT NOT NULL,
+    escalated_at REAL,
+    conf TEXT NOT NULL,
+    group_labels TEXT NOT NULL DEFAULT '{}',
+    updates INTEGER NOT NULL DEFAULT 0,
+    resolved_at REAL,
+    last_delivery_at REAL NOT NULL,
+    note_dirty INTEGER NOT NULL DEFAULT 0,  -- 0 written, 1 to write (throttled), 2 to write at once
+    note_written_at REAL,
+    state_checked_at REAL,
+    last_running_at REAL,  -- when the run was last seen not finished
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open_per_group
+    ON incidents (group_key) WHERE state != 'closed';
+CREATE INDEX IF NOT EXISTS incidents_group ON incidents (group_key, created_at);
+CREATE TABLE IF NOT EXISTS occurrences (
+    group_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    first_seen REAL NOT NULL,
+    grade TEXT NOT NULL,
+    run_id TEXT,
+    covered_at REAL,
+    PRIMARY KEY (group_key, fingerprint, starts_at)
+);
+CREATE INDEX IF NOT EXISTS occurrences_seen ON occurrences (group_key, first_seen);
+CREATE TABLE IF NOT EXISTS alerts (
+    fingerprint TEXT PRIMARY KEY,
+    group_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    starts_at TEXT NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_group ON alerts (group_key);
+"""
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be opened or written (disk full, permissions, corrupt file)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    received_at: float
+    body_sha256: str
+    group_key: str
+    status: str
+    alerts: int
+    grade: str | None
+    rule: str | None
+    escalated: bool
+    run_id: str | None
+    outcome: str
+    detail: str
+    updated_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Incident:
+    run_id: str
+    dag_id: str
+    group_key: str
+    state: str
+    run_state: str | None
+    created_at: float
+    opened_at: float | None
+    closed_at: float | None
+    grade: str
+    rule: str
+    escalated: bool
+    escalation_rule: str
+    escalation_reason: str
+    escalated_at: float | None
+    conf_json: str  # parsed on use only: it can be large (every alert of the first delivery)
+    group_labels_json: str
+    updates: int
+    resolved_at: float | None
+    last_delivery_at: float
+    note_dirty: int
+    note_written_at: float | None
+    state_checked_at: float | None
+    last_running_at: float | None
+    attempts: int
+    last_error: str
+
+    @property
+    def conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = json.loads(self.conf_json)
+        return conf
+
+    @property
+    def group_labels(self) -> dict[str, str]:
+        labels: dict[str, str] = json.loads(self.group_labels_json)
+        return labels
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if not k.endswith("_json")}
+        out["group_labels"] = self.group_labels
+        return out
+
+
+_DELIVERY_COLS = (
+    "id, received_at, body_sha256, group_key, status, alerts, grade, rule, escalated, run_id, outcome, "
+    "detail, updated_at"
+)
+
+
+def _delivery(row: Sequence[Any]) -> Delivery:
+    fields = dict(zip((c.strip() for c in _DELIVERY_COLS.split(",")), row, strict=True))
+    fields["escalated"] = bool(fields["escalated"])
+    fields["body_sha256"] = str(fields["body_sha256"])
+    return Delivery(**fields)
+
+
+def _incident(row: sqlite3.Row) -> Incident:
+    data = dict(row)
+    data["escalated"] = bool(data["escalated"])
+    data["conf_json"] = data.pop("conf")
+    data["group_labels_json"] = data.pop("group_labels")
+    return Incident(**data)
+
+
+class Tx:
+    """Statements run inside one journal transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.c = conn
+
+    # deliveries
+    def insert_delivery(
+        self, received_at: float, body: bytes, sha: str, group_key: str, status: str, alerts: int
+    ) -> int:
+        cur = self.c.execute(
+            "INSERT INTO deliveries (received_at, body, body_sha256, group_key, status, alerts, outcome, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, 'received', ?)",
+            (received_at, body, sha, group_key, status, alerts, received_at),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def finish_delivery(
+        self,
+        delivery_id: int,
+        *,
+        outcome: str,
+        run_id: str | None,
+        detail: str,
+        now: float,
+        grade: str | None = None,
+        rule: str | None = None,
+        escalated: bool | None = None,
+    ) -> None:
+        self.c.execute(
+            "UPDATE deliveries SET outcome = ?, run_id = ?, detail = ?, updated_at = ?, "
+            "grade = COALESCE(?, grade), rule = COALESCE(?, rule), escalated = COALESCE(?, escalated) "
+            "WHERE id = ?",
+            (outcome, run_id, detail[:2000], now, grade, rule, escalated, delivery_id),
+        )
+
+    def earlier_same_body(self, sha: str, before_id: int) -> Delivery | None:
+        row = self.c.execute(
+            f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE body_sha256 = ? AND id < ? "  # noqa: S608
+            "AND outcome NOT IN ('pending', 'received') ORDER BY id DESC LIMIT 1",
+            (sha, before_id),
+        ).fetchone()
+        return _delivery(row) if row else None
+
+    def replay_pending(self, run_id: str, outcome: str, detail: str, now: float) -> int:
+        cur = self.c.execute(
+            "UPDATE deliveries SET outcome = ?, detail = ?, updated_at = ? "
+            "WHERE run_id = ? AND outcome = 'pending'",
+            (outcome, detail, now, run_id),
+        )
+        return cur.rowcount
+
+    # alerts mirror
+    def not_yet_resolved(self, fingerprints: Iterable[str]) -> list[str]:
+        """Of these fingerprints, those the journal does not already know as resolved."""
+        out = []
+        for fp in fingerprints:
+            row = self.c.execute("SELECT status FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
+            if row is None or row[0] != "resolved":
+                out.append(fp)
+        return out
+
+    def upsert_alerts(
+        self, group_key: str, alerts: Iterable[tuple[str, str, dict[str, str], str]], now: float
+    ) -> None:
+        self.c.executemany(
+            "INSERT INTO alerts (fingerprint, group_key, status, labels, starts_at, last_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET "
+            "group_key = excluded.group_key, status = excluded.status, labels = excluded.labels, "
+            "starts_at = excluded.starts_at, last_seen = excluded.last_seen",
+            [
+                (fp, group_key, status, json.dumps(labels), starts, now)
+                for fp, status, labels, starts in alerts
+            ],
+        )
+
+    def firing_labels(self, since: float) -> list[dict[str, str]]:
+        rows = self.c.execute(
+            "SELECT labels FROM alerts WHERE status = 'firing' AND last_seen >= ?", (since,)
+        ).fetchall()
+        return [json.loads(r[0]) for r in rows]
+
+    # occurrences
+    def add_occurrences(
+        self, group_key: str, occurrences: Iterable[tuple[str, str, str]], now: float
+    ) -> list[tuple[str, str]]:
+        """Record (fingerprint, startsAt, grade) episodes; return the ones not seen before."""
+        new = []
+        for fp, starts, grade in occurrences:
+            cur = self.c.execute(
+                "INSERT OR IGNORE INTO occurrences (group_key, fingerprint, starts_at, first_seen, grade) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (group_key, fp, starts, now, grade),
+            )
+            if cur.rowcount:
+                new.append((fp, starts))
+        return new
+
+    def uncovered(self, group_key: str, occurrences: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        out = []
+        for fp, starts in occurrences:
+            row = self.c.execute(
+                "SELECT run_id FROM occurrences WHERE group_key = ? AND fingerprint = ? AND starts_at = ?",
+                (group_key, fp, starts),
+            ).fetchone()
+            if row is None or row[0] is None:
+                out.append((fp, starts))
+        return out
+
+    def cover(self, group_key: str, occurrences: Iterable[tuple[str, str]], run_id: str, now: float) -> None:
+        self.c.executemany(
+            "UPDATE occurrences SET run_id = ?, covered_at = ? WHERE group_key = ? AND fingerprint = ? "
+            "AND starts_at = ? AND run_id IS NULL",
+            [(run_id, now, group_key, fp, starts) for fp, starts in occurrences],
+        )
+
+    def uncover_after(self, run_id: str, since: float) -> int:
+        """Release the alerts an incident took on after ``since`` (its run may have finished by then):
+        the group's next delivery opens a new incident for them instead of them being lost."""
+        cur = self.c.execute(
+            "UPDATE occurrences SET run_id = NULL, covered_at = NULL WHERE run_id = ? AND covered_at > ?",
+            (run_id, since),
+        )
+        return cur.rowcount
+
+    def covering_run(self, group_key: str, occurrences: Iterable[tuple[str, str]]) -> str | None:
+        for fp, starts in occurrences:
+            row = self.c.execute(
+                "SELECT run_id FROM occurrences WHERE group_key = ? AND fingerprint = ? AND starts_at = ? "
+                "AND run_id IS NOT NULL",
+                (group_key, fp, starts),
+            ).fetchone()
+            if row:
+                return str(row[0])
+        return None
+
+    def count_occurrences(self, group_key: str, since: float) -> int:
+        row = self.c.execute(
+            "SELECT COUNT(*) FROM occurrences WHERE group_key = ? AND first_seen >= ?", (group_key, since)
+        ).fetchone()
+        return int(row[0])
+
+    # incidents
+    def open_incident(self, group_key: str) -> Incident | None:
+        row = self.c.execute(
+            "SELECT * FROM incidents WHERE group_key = ? AND state != 'closed'", (group_key,)
+        ).fetchone()
+        return _incident(row) if row else None
+
+    def incident(self, run_id: str) -> Incident | None:
+        row = self.c.execute("SELECT * FROM incidents WHERE run_id = ?", (run_id,)).fetchone()
+        return _incident(row) if row else None
+
+    def latest_incident(self, group_key: str, fingerprints: Iterable[str]) -> Incident | None:
+        """The newest incident of the group that covered one of these alerts (else the group's newest)."""
+        fps = list(fingerprints)
+        if fps:
+            marks = ",".join("?" * len(fps))
+            row = self.c.execute(
+                f"SELECT i.* FROM incidents i JOIN occurrences o ON o.run_id = i.run_id "  # noqa: S608
+                f"WHERE o.group_key = ? AND o.fingerprint IN ({marks}) ORDER BY i.created_at DESC LIMIT 1",
+                (group_key, *fps),
+            ).fetchone()
+            if row:
+                return _incident(row)
+        row = self.c.execute(
+            "SELECT * FROM incidents WHERE group_key = ? ORDER BY created_at DESC LIMIT 1", (group_key,)
+        ).fetchone()
+        return _incident(row) if row else None
+
+    def insert_incident(
+        self,
+        *,
+        run_id: str,
+        dag_id: str,
+        group_key: str,
+        now: float,
+        grade: str,
+        rule: str,
+        escalated: bool,
+        escalation_rule: str,
+        escalation_reason: str,
+        conf: dict[str, Any],
+    ) -> None:
+        self.c.execute(
+            "INSERT INTO incidents (run_id, dag_id, group_key, state, created_at, grade, rule, escalated, "
+            "escalation_rule, escalation_reason, escalated_at, conf, group_labels, last_delivery_at) "
+            "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                run_id,
+                dag_id,
+                group_key,
+                now,
+                grade,
+                rule,
+                int(escalated),
+                escalation_rule,
+                escalation_reason,
+                now if escalated else None,
+                json.dumps(conf, ensure_ascii=False),
+                json.dumps(conf.get("group_labels", {}), ensure_ascii=False),
+                now,
+            ),
+        )
+
+    def update_incident(self, run_id: str, **fields: Any) -> None:
+        allowed = {
+            "state", "run_state", "opened_at", "closed_at", "grade", "rule", "escalated", "escalation_rule",
+            "escalation_reason", "escalated_at", "updates", "resolved_at", "last_delivery_at", "note_dirty",
+            "note_written_at", "state_checked_at", "last_running_at", "attempts", "last_error",
+        }  # fmt: skip
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"not incident columns: {sorted(unknown)}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        self.c.execute(f"UPDATE incidents SET {sets} WHERE run_id = ?", (*fields.values(), run_id))  # noqa: S608
+
+    def claim_state_check(self, run_id: str, now: float, max_age_s: float) -> bool:
+        """True for the one caller that should ask Airflow for the run's state now."""
+        cur = self.c.execute(
+            "UPDATE incidents SET state_checked_at = ? WHERE run_id = ? AND state = 'open' "
+            "AND (state_checked_at IS NULL OR state_checked_at <= ?)",
+            (now, run_id, now - max_age_s),
+        )
+        return cur.rowcount == 1
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # bodies are internal data: owner only
+            os.close(fd)
+            self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._conn.row_factory = sqlite3.Row
+            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise JournalError(f"{path}: SQLite refused WAL mode (got {mode}); use a local disk")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=30000")
+            self._conn.executescript(SCHEMA)
+            self._conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        except (sqlite3.Error, OSError) as exc:
+            raise JournalError(f"cannot open the intake journal {path}: {exc}") from exc
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        """One atomic, durable transaction (fsynced at commit). Any SQLite failure is a JournalError."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise JournalError(f"intake journal {self.path} is not writable: {exc}") from exc
+            try:
+                yield Tx(self._conn)
+                self._conn.execute("COMMIT")
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise JournalError(f"intake journal {self.path}: {exc}") from exc
+                raise
+
+    # --- reads (each in its own snapshot) ---------------------------------------------------------
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return list(self._conn.execute(sql, args).fetchall())
+            except sqlite3.Error as exc:
+                raise JournalError(f"intake journal {self.path}: {exc}") from exc
+
+    def open_incident(self, group_key: str) -> Incident | None:
+        rows = self._read("SELECT * FROM incidents WHERE group_key = ? AND state != 'closed'", (group_key,))
+        return _incident(rows[0]) if rows else None
+
+    def incident(self, run_id: str) -> Incident | None:
+        rows = self._read("SELECT * FROM incidents WHERE run_id = ?", (run_id,))
+        return _incident(rows[0]) if rows else None
+
+    def incidents(self, state: str | None = None, limit: int = 1000) -> list[Incident]:
+        if state:
+            rows = self._read(
+                "SELECT * FROM incidents WHERE state = ? ORDER BY created_at DESC LIMIT ?", (state, limit)
+            )
+        else:
+            rows = self._read("SELECT * FROM incidents ORDER BY created_at DESC LIMIT ?", (limit,))
+        return [_incident(r) for r in rows]
+
+    def group_alert_counts(self, group_key: str) -> tuple[int, int]:
+        """(firing, resolved) alerts the journal knows for the group."""
+        rows = self._read(
+            "SELECT status, COUNT(*) FROM alerts WHERE group_key = ? GROUP BY status", (group_key,)
+        )
+        counts = {str(r[0]): int(r[1]) for r in rows}
+        return counts.get("firing", 0), counts.get("resolved", 0)
+
+    def dirty_notes(self) -> list[Incident]:
+        rows = self._read("SELECT * FROM incidents WHERE note_dirty > 0 AND state != 'pending'")
+        return [_incident(r) for r in rows]
+
+    def deliveries(
+        self, outcome: str | None = None, group_key: str | None = None, limit: int = 100
+    ) -> list[Delivery]:
+        where, args = [], []
+        if outcome:
+            where.append("outcome = ?")
+            args.append(outcome)
+        if group_key:
+            where.append("group_key = ?")
+            args.append(group_key)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        rows = self._read(
+            f"SELECT {_DELIVERY_COLS} FROM deliveries {clause} ORDER BY id DESC LIMIT ?",  # noqa: S608
+            (*args, limit),
+        )
+        return [_delivery(tuple(r)) for r in rows]
+
+    def body(self, delivery_id: int) -> bytes | None:
+        rows = self._read("SELECT body FROM deliveries WHERE id = ?", (delivery_id,))
+        return bytes(rows[0][0]) if rows else None
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for table, col in (("deliveries", "outcome"), ("incidents", "state")):
+            rows = self._read(f"SELECT {col}, COUNT(*) FROM {table} GROUP BY {col}")  # noqa: S608
+            out[table] = {str(r[0]): int(r[1]) for r in rows}
+        return out
+
+    def prune(self, older_than: float, alerts_older_than: float) -> dict[str, int]:
+        """Drop finished history older than the retention; never a pending delivery or incident."""
+        with self.transaction() as tx:
+            d = tx.c.execute(
+                "DELETE FROM deliveries WHERE received_at < ? AND outcome NOT IN ('pending', 'received')",
+                (older_than,),
+            ).rowcount
+            i = tx.c.execute(
+                "DELETE FROM incidents WHERE state = 'closed' AND created_at < ?", (older_than,)
+            ).rowcount
+            o = tx.c.execute("DELETE FROM occurrences WHERE first_seen < ?", (older_than,)).rowcount
+            a = tx.c.execute("DELETE FROM alerts WHERE last_seen < ?", (alerts_older_than,)).rowcount
+        return {"deliveries": d, "incidents": i, "occurrences": o, "alerts": a}

@@ -1,0 +1,203 @@
+"""The Triage24 Airflow plugin: the Alertmanager webhook intake, mounted in the api-server.
+
+``POST /triage24/intake/alertmanager`` (plus ``GET .../health`` and ``POST .../reconcile``). Airflow
+does not authenticate plugin routes; the intake requires the webhook token itself. The logic lives in
+``diagnostics.intake`` (no Airflow import); this module supplies the Airflow parts:
+
+``AirflowRunBackend`` creates incident runs with ``trigger_dag`` (as the REST API does, without an
+HTTP hop or credentials), reads their state and writes their notes. Every Airflow failure becomes
+``BackendUnavailable``: the delivery stays pending in the journal (HTTP 503, Alertmanager retries)
+and is replayed (by the api-server every 30 s, the reconciler DAG, ``triage24 intake reconcile``).
+
+The token: the password of the Airflow Connection ``triage24_webhook`` (extra
+``{"previous_tokens": [...]}`` keeps old tokens valid during a rotation), else the environment
+variable ``TRIAGE24_WEBHOOK_TOKEN``. Re-read in the background every 30 s (a rotation takes effect
+within about that); registered with Airflow's secrets masker; never logged.
+
+One file on purpose: Airflow imports every ``.py`` under plugins/ as a top-level module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, ClassVar
+
+from airflow.plugins_manager import AirflowPlugin
+from fastapi import FastAPI
+
+from diagnostics.intake.app import create_app
+from diagnostics.intake.backend import BackendUnavailable
+from diagnostics.intake.config import TOKEN_ENV, IntakeSettings
+from diagnostics.intake.service import IntakeService, build_service
+
+log = logging.getLogger("triage24.intake")
+
+URL_PREFIX = "/triage24/intake"
+
+
+def _unavailable(what: str, exc: Exception) -> BackendUnavailable:
+    return BackendUnavailable(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+class AirflowRunBackend:
+    """Incident runs in this Airflow's metadata DB (only usable inside an Airflow server process)."""
+
+    def create_run(self, dag_id: str, run_id: str, conf: dict[str, Any], note: str) -> bool:
+        from airflow.api.common.trigger_dag import trigger_dag
+        from airflow.exceptions import DagNotFound, DagRunAlreadyExists
+        from airflow.utils.types import DagRunTriggeredByType
+
+        try:
+            trigger_dag(
+                dag_id,
+                triggered_by=DagRunTriggeredByType.REST_API,
+                triggering_user_name="triage24-intake",
+                run_id=run_id,
+                conf=conf,
+                note=note[:1000],
+            )
+        except DagRunAlreadyExists:
+            return False
+        except DagNotFound as exc:
+            raise BackendUnavailable(
+                f"DAG {dag_id!r} is not loaded in Airflow ({exc}); deploy it or set TRIAGE24_INTAKE_DAG_ID"
+            ) from None
+        except Exception as exc:  # DB down or locked, conf refused by the DAG's params, ...
+            log.warning("creating run %s of %s failed", run_id, dag_id, exc_info=True)
+            raise _unavailable(f"creating run {run_id}", exc) from None
+        return True
+
+    def run_state(self, dag_id: str, run_id: str) -> str | None:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        try:
+            with create_session() as session:
+                state = session.scalar(
+                    select(DagRun.state).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+                )
+        except Exception as exc:
+            raise _unavailable(f"reading run {run_id}", exc) from None
+        return None if state is None else str(getattr(state, "value", state))
+
+    def set_note(self, dag_id: str, run_id: str, note: str) -> None:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        try:
+            with create_session() as session:
+                run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
+                if run is None:
+                    raise BackendUnavailable(f"run {run_id} of {dag_id} does not exist")
+                if run.dag_run_note is None:
+                    run.note = note[:1000]
+                else:
+                    run.dag_run_note.content = note[:1000]
+        except BackendUnavailable:
+            raise
+        except Exception as exc:
+            raise _unavailable(f"setting the note of run {run_id}", exc) from None
+
+    def ping(self, dag_id: str) -> str:
+        from airflow.models.dag import DagModel
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        try:
+            with create_session() as session:
+                found = session.scalar(select(DagModel.dag_id).where(DagModel.dag_id == dag_id))
+        except Exception as exc:
+            raise _unavailable("Airflow metadata DB", exc) from None
+        if found is None:
+            raise BackendUnavailable(f"DAG {dag_id!r} is not loaded in Airflow")
+        return f"Airflow metadata DB; DAG {dag_id} loaded"
+
+
+class TokenSource:
+    """Valid webhook tokens: the Connection's password (+ previous_tokens), else the environment.
+
+    Called on the api-server's event loop, so it never waits on the metadata DB after the first
+    load: an expired cache is served while one background thread re-reads the Connection."""
+
+    def __init__(self, connection_id: str, ttl_s: float = 30.0) -> None:
+        self.connection_id = connection_id
+        self.ttl_s = ttl_s
+        self._cached: tuple[float, list[str]] | None = None
+        self._lock = threading.Lock()
+        self._refreshing = False
+
+    def __call__(self) -> list[str]:
+        with self._lock:
+            cached = self._cached
+            if cached is not None:
+                if time.monotonic() - cached[0] > self.ttl_s and not self._refreshing:
+                    self._refreshing = True
+                    threading.Thread(target=self._refresh, name="triage24-token-refresh", daemon=True).start()
+                return cached[1]
+        tokens = self._load()  # the very first call
+        with self._lock:
+            self._cached = (time.monotonic(), tokens)
+        return tokens
+
+    def _refresh(self) -> None:
+        try:
+            tokens = self._load()
+            with self._lock:
+                self._cached = (time.monotonic(), tokens)
+        finally:
+            self._refreshing = False
+
+    def _load(self) -> list[str]:
+        tokens = self._from_connection()
+        if not tokens and os.environ.get(TOKEN_ENV):
+            tokens = [os.environ[TOKEN_ENV]]
+        try:
+            from airflow._shared.secrets_masker import mask_secret
+
+            for token in tokens:
+                mask_secret(token)
+        except ImportError:  # pragma: no cover - older layouts; masking is a second line of defence
+            pass
+        return tokens
+
+    def _from_connection(self) -> list[str]:
+        try:
+            from airflow.exceptions import AirflowNotFoundException
+            from airflow.models.connection import Connection
+        except ImportError:  # pragma: no cover
+            return []
+        try:
+            conn = Connection.get_connection_from_secrets(self.connection_id)
+        except AirflowNotFoundException:
+            return []
+        except Exception as exc:  # DB unreachable: fall back to the environment, say so (not the value)
+            log.warning(
+                "connection %s unreadable (%s); using %s", self.connection_id, type(exc).__name__, TOKEN_ENV
+            )
+            return []
+        tokens = [conn.password] if conn.password else []
+        previous = conn.extra_dejson.get("previous_tokens", [])
+        if isinstance(previous, list):
+            tokens += [t for t in previous if isinstance(t, str) and t]
+        return tokens
+
+
+def intake_app(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()
+
+    def factory() -> IntakeService:
+        return build_service(AirflowRunBackend(), settings, background=True)
+
+    return create_app(factory, TokenSource(settings.connection_id), settings)
+
+
+class Triage24Plugin(AirflowPlugin):
+    name = "triage24"
+    fastapi_apps: ClassVar[list[dict[str, Any]]] = [
+        {"app": intake_app(), "url_prefix": URL_PREFIX, "name": "Triage24 alert intake"}
+    ]

@@ -105,6 +105,53 @@ def cmd_runbooks(args: argparse.Namespace) -> int:
     return 0
 
 
+STATUS_STYLE = {"ok": "green", "degraded": "yellow", "failed": "red", "insufficient_evidence": "magenta"}
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Run phase-1 checks now, outside Airflow (same code as the DAG's tasks)."""
+    from diagnostics.golden_window import PHASE, PHASE_CHECKS, EvidenceSources, open_incident, run_check
+    from diagnostics.incident import IncidentError
+    from diagnostics.phase_summary import summarize
+    from diagnostics.runbooks import RunbookError, load_runbooks
+
+    conf: dict[str, Any] = {"window_minutes": args.window_minutes}
+    if args.target:
+        conf["target"] = args.target
+    run_id = f"cli__{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    try:
+        books = load_runbooks()
+        incident = open_incident(run_id, conf)
+    except (IncidentError, RunbookError, ValueError) as exc:
+        err.print(f"[red]cannot start:[/red] {exc}", markup=True)
+        return 2
+    names = list(PHASE_CHECKS) if args.name == "phase1" else [args.name]
+    sources = EvidenceSources.from_settings()
+    results = []
+    for name in names:
+        if not args.json:
+            err.print(f"[dim]running {name} on {incident.target}…[/dim]")
+        results.append(run_check(name, incident, sources, books))
+    summary = summarize(PHASE, results)
+    if args.json:
+        out = {"incident": incident.summary(), "summary": summary.brief(findings=50)}
+        print(json.dumps({**out, "results": [r.model_dump(mode="json") for r in results]}, indent=2))
+    else:
+        table = Table(title=f"{incident.target}: phase-1 checks over the last {incident.window_s / 60:g} min")
+        for col in ("check", "status", "summary"):
+            table.add_column(col)
+        for r in results:
+            table.add_row(r.check, f"[{STATUS_STYLE[r.status.value]}]{r.status.value}[/]", r.summary)
+        console.print(table)
+        for f in summary.findings[:20]:
+            where = "/".join(x for x in (f.version, f.channel) if x)
+            where = f" ({where})" if where else ""
+            console.print(f"[bold]{f.severity}[/bold] {f.problem} on {f.component}{where}: {f.evidence}")
+            if f.action:
+                console.print(f"    [dim]action:[/dim] {f.action}")
+    return 0 if summary.status == "ok" else 1
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from testbed.models import prepare
 
@@ -222,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-testbed", action="store_true")
     demo.add_argument("--timeout", type=float, default=None)
     demo.set_defaults(func=cmd_demo)
+
+    check = sub.add_parser("check", help="run phase-1 checks against a target now (no Airflow needed)")
+    check.add_argument("name", choices=["phase1", "health_snapshot", "model_integrity", "metrics_sla",
+                                        "log_classification"])  # fmt: skip
+    check.add_argument("--target", help="a target of runbooks/targets.yaml (default: the first)")
+    check.add_argument("--window-minutes", type=float, default=15.0, help="how far back to look (1-120)")
+    check.add_argument("--json", action="store_true", help="full results as JSON on stdout")
+    check.set_defaults(func=cmd_check)
 
     from diagnostics.intake.cli import register as register_intake
 

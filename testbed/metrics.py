@@ -43,6 +43,9 @@ LATENCY_BUCKETS = (
     30.0,
 )
 
+CHANNELS = ("text", "image", "audio", "router")
+ERROR_CODES = ("500", "503", "504")
+
 _TENANT_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 OTHER_TENANT = "other"
 
@@ -136,6 +139,21 @@ class ServiceMetrics:
                 registry=self.registry,
             )
             self._gpu_source = gpu_memory
+        self.init_series()
+
+    def init_series(self, tenant: str = "default") -> None:
+        """Create each channel's series at zero before the first request.
+
+        Prometheus' ``increase()`` cannot count what a counter held at its first scrape, so a series
+        born with the first request loses that request burst; pre-created series start from 0 and
+        count every request. The error codes are the ones the service answers with.
+        """
+        for channel in CHANNELS:
+            self.latency.labels(self.version, channel, tenant)
+            for code in ("200", *ERROR_CODES):
+                self.requests.labels(self.version, channel, tenant, code)
+            for code in ERROR_CODES:
+                self.errors.labels(self.version, channel, tenant, code)
 
     def observe(self, channel: str, tenant: str, code: int, seconds: float) -> None:
         self.latency.labels(self.version, channel, tenant).observe(seconds)

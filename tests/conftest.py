@@ -52,6 +52,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+from tests.support.testbed_procs import testbed_stack  # noqa: E402,F401 - shared session fixture
+
+
 def stack_settings(home: Path, repo_root: Path = REPO, **overrides: object) -> Settings:
     """Settings for a throw-away stack: its own home and free ports, so tests never collide."""
     from diagnostics.config import Settings

@@ -141,6 +141,9 @@ class PriorityMatrix(Strict):
             raise ValueError(f"problem ids must be unique; repeated: {', '.join(dupes)}")
         return self
 
+    def get(self, problem_id: str) -> Problem | None:
+        return next((p for p in self.problems if p.id == problem_id), None)
+
 
 # --- thresholds.yaml ------------------------------------------------------------------------------
 
@@ -264,6 +267,29 @@ class ArgoRollback(Strict):
     connection_id: str = "kubernetes_default"
 
 
+MetricName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=200)]
+LabelName = Annotated[str, Field(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$", max_length=100)]
+
+
+class MetricNames(Strict):
+    """Names of the Prometheus series the metrics check reads; defaults are the testbed's.
+
+    The histogram must be in seconds with cumulative ``le`` buckets; the counters are per request.
+    """
+
+    request_duration_histogram: MetricName = "testbed_request_duration_seconds"
+    requests_total: MetricName = "testbed_requests_total"
+    errors_total: MetricName = Field(
+        default="testbed_request_errors_total", description="requests answered with a code >= 400"
+    )
+    gpu_memory_bytes: MetricName | None = Field(
+        default="testbed_gpu_memory_bytes", description="gauge by device and kind; none if not exported"
+    )
+    version_label: LabelName = "version"
+    channel_label: LabelName = "channel"
+    code_label: LabelName = "code"
+
+
 class Target(Strict):
     name: Identifier
     description: str = ""
@@ -271,6 +297,9 @@ class Target(Strict):
     gateway: Endpoint | None = None
     prometheus_selector: dict[str, str] = Field(
         default_factory=dict, description="labels that select this service's series"
+    )
+    metrics: MetricNames = Field(
+        default_factory=MetricNames, description="series names and labels in Prometheus"
     )
     logs: Annotated[FileLogs | ElasticsearchLogs, Field(discriminator="source")]
     models: list[ExpectedModel] = Field(default_factory=list)

@@ -10,55 +10,36 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import io
 import math
 import os
 import re
-import signal
-import socket
 import struct
-import subprocess
-import sys
-import time
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
+from tests.support.testbed_procs import (  # noqa: F401 - re-exported for the tests here
+    ADMIN_TOKEN,
+    AUTH,
+    CLIP_FILE,
+    GOLDEN_MANIFEST,
+    WHISPER_FILE,
+    Proc,
+    Stack,
+    models_available,
+    require_models,
+    wait_ready,
+)
+
 REPO = Path(__file__).resolve().parents[2]
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # whisper's DTW; before numba is imported
-ADMIN_TOKEN = "test-admin-token-7f3c"
-AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-WHISPER_FILE = Path.home() / ".cache" / "triage24" / "models" / "whisper-base.pt"
-CLIP_FILE = REPO / "testbed" / "clip" / "clip-shapes-fp16.pt"
-GOLDEN_MANIFEST = REPO / "testbed" / "golden" / "data" / "manifest.json"
-
-
-def models_available() -> bool:
-    return WHISPER_FILE.is_file() and CLIP_FILE.is_file() and GOLDEN_MANIFEST.is_file()
-
-
-def require_models() -> None:
-    if not models_available():
-        pytest.skip(
-            f"model files missing ({WHISPER_FILE}, {CLIP_FILE}, {GOLDEN_MANIFEST}): "
-            "run `triage24 models prepare`"
-        )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --------------------------------------------------------------------------- fake models
 
 
@@ -259,128 +240,3 @@ def golden() -> Any:
     from testbed.golden import load_golden
 
     return load_golden()
-
-
-# --------------------------------------------------------------------------- real processes
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    url: str
-    log_file: Path
-    stdout_file: Path
-
-    def logs(self) -> list[dict[str, Any]]:
-        from testbed.logs import read_log_lines
-
-        return read_log_lines(self.log_file) if self.log_file.exists() else []
-
-
-@dataclass
-class Stack:
-    stable: Proc
-    canary: Proc
-    gateway: Proc
-    token: str
-
-    @property
-    def procs(self) -> list[Proc]:
-        return [self.stable, self.canary, self.gateway]
-
-
-def _start(name: str, args: list[str], log_file: Path, tmp: Path, env: dict[str, str], port: int) -> Proc:
-    out = tmp / f"{name}.stdout"
-    fh = open(out, "wb")  # noqa: SIM115 - closed with the process
-    popen = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "testbed",
-            *args,
-            "--port",
-            str(port),
-            "--log-file",
-            str(log_file),
-            "--no-stdout-log",
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=fh,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    return Proc(name, popen, f"http://127.0.0.1:{port}", log_file, out)
-
-
-def _stop(proc: Proc) -> None:
-    if proc.popen.poll() is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.popen.pid, signal.SIGTERM)
-        try:
-            proc.popen.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.popen.pid, signal.SIGKILL)
-            proc.popen.wait(timeout=10)
-
-
-def wait_ready(
-    url: str, path: str, proc: Proc, timeout: float = 180.0, want: str = "ready"
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise RuntimeError(
-                f"{proc.name} exited with {proc.popen.returncode}: {proc.stdout_file.read_text()[-2000:]}"
-            )
-        try:
-            r = httpx.get(url + path, timeout=2)
-            last = r.json()
-            if r.status_code == 200 and last.get("status") == want:
-                return dict(last)
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"{proc.name} not {want} after {timeout} s: {last}")
-
-
-@pytest.fixture(scope="session")
-def testbed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """stable + canary services (real models) and the gateway (weight 0) as real processes."""
-    require_models()
-    tmp = tmp_path_factory.mktemp("testbed-stack")
-    env = dict(os.environ, TRIAGE24_TESTBED_ADMIN_TOKEN=ADMIN_TOKEN, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1")
-    ports = {n: free_port() for n in ("stable", "canary", "gateway")}
-    procs: list[Proc] = []
-    try:
-        for version in ("stable", "canary"):
-            procs.append(
-                _start(
-                    version,
-                    ["serve", "--version", version],
-                    tmp / f"testbed-{version}.jsonl",
-                    tmp,
-                    env,
-                    ports[version],
-                )
-            )
-        procs.append(
-            _start(
-                "gateway",
-                ["gateway", "--stable", procs[0].url, "--canary", procs[1].url, "--canary-weight", "0"],
-                tmp / "testbed-gateway.jsonl",
-                tmp,
-                env,
-                ports["gateway"],
-            )
-        )
-        for p in procs[:2]:
-            wait_ready(p.url, "/v1/health", p)
-        wait_ready(procs[2].url, "/health", procs[2], timeout=30)
-        yield Stack(procs[0], procs[1], procs[2], ADMIN_TOKEN)
-    finally:
-        for p in procs:
-            _stop(p)

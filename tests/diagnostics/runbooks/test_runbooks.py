@@ -192,7 +192,7 @@ def test_unset_variable_without_default_is_named(books_dir: Path) -> None:
 
 def test_cli_validate_exit_codes(books_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runbooks", "validate", "--dir", str(books_dir)]) == 0
-    assert "6 problem types" in capsys.readouterr().out
+    assert "8 problem types" in capsys.readouterr().out
     _edit(books_dir / "thresholds.yaml", "error_rate: 0.05", "error_rate: lots")
     assert main(["runbooks", "validate", "--dir", str(books_dir)]) == 1
     out = capsys.readouterr().err

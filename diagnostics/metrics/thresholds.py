@@ -1,0 +1,131 @@
+"""Latency statistics and the SOP's dynamic thresholds: small pure functions, no I/O.
+
+Formulas (parameters from ``runbooks/thresholds.yaml`` ``dynamic``):
+
+- gamma fit, ``loc`` fixed at 0: density ``f(x) = x^(k-1) e^(-x/θ) / (Γ(k) θ^k)``;
+  mean ``kθ``, standard deviation ``√k θ``; quantile ``q`` is ``gamma.ppf(q, k, scale=θ)``.
+- ASR: ``threshold = μ + sigma_multiplier · σ · (1 + load_coefficient · load_ratio)``.
+- API: ``threshold = max(floor_ms, P99.99_base · e^(qps_coefficient · qps))``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+from scipy import stats
+
+from diagnostics.runbooks.schemas import ApiDynamic, AsrDynamic
+
+# Enough points for a stable MLE; more only costs time (the fit is O(n) per iteration).
+MAX_SAMPLES = 2000
+MIN_FIT_SAMPLES = 2
+
+
+class GammaFit(BaseModel):
+    """A gamma distribution fitted to latencies (milliseconds), ``loc`` fixed at 0."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    shape: float
+    scale_ms: float
+    mean_ms: float
+    std_ms: float
+    quantile: float
+    quantile_ms: float
+    samples: int
+
+
+def fit_gamma(samples_ms: Sequence[float] | np.ndarray, quantile: float = 0.99) -> GammaFit | None:
+    """Maximum-likelihood gamma fit (``scipy.stats.gamma.fit(x, floc=0)``) of positive latencies.
+
+    Returns shape ``k``, scale ``θ``, mean ``kθ``, standard deviation ``√k·θ`` and the ``quantile``
+    of the fitted distribution (``gamma.ppf``). ``None`` when there are fewer than two positive
+    samples or they are all equal: the likelihood then has no finite maximum.
+    """
+    x = np.asarray(samples_ms, dtype=float)
+    x = x[np.isfinite(x) & (x > 0)]
+    if x.size < MIN_FIT_SAMPLES or float(np.ptp(x)) == 0.0:
+        return None
+    shape, _loc, scale = stats.gamma.fit(x, floc=0)
+    shape, scale = float(shape), float(scale)
+    return GammaFit(
+        shape=shape,
+        scale_ms=scale,
+        mean_ms=shape * scale,
+        std_ms=math.sqrt(shape) * scale,
+        quantile=quantile,
+        quantile_ms=float(stats.gamma.ppf(quantile, shape, scale=scale)),
+        samples=int(x.size),
+    )
+
+
+def histogram_to_samples(
+    buckets: Sequence[tuple[float, float]], max_samples: int = MAX_SAMPLES, unit: float = 1000.0
+) -> np.ndarray:
+    """Pseudo-samples (in ``unit`` per second, i.e. ms by default) from cumulative histogram buckets.
+
+    ``buckets`` are ``(le, cumulative count)`` pairs as Prometheus returns them for
+    ``increase(x_bucket[w])``, in any order, ``le`` may be ``inf``. Approximation:
+
+    - per-bucket counts are differences of the cumulative counts; negative differences (counter
+      resets, ``increase()`` extrapolation) are clipped to 0, and fractional counts are kept as weights;
+    - the ``n`` samples of a bucket ``(lo, hi]`` are spread evenly inside it, at
+      ``lo + (i + 0.5)/n · (hi - lo)`` - the same linear interpolation ``histogram_quantile`` assumes;
+      the first bucket starts at 0;
+    - the ``+Inf`` bucket has no upper bound: its samples sit at the largest finite bound, so the
+      tail beyond the last bucket is underestimated (a lower bound, never an invented value);
+    - counts are scaled so the total is about ``max_samples`` (never scaled up), rounding to the
+      nearest integer but keeping at least one sample for every non-empty bucket, so a rare slow
+      tail is not dropped (the total may exceed ``max_samples`` by the number of such buckets).
+    """
+    ordered = sorted((float(le), float(count)) for le, count in buckets)
+    if not ordered:
+        return np.empty(0)
+    bounds = np.array([le for le, _ in ordered])
+    cumulative = np.array([count for _, count in ordered])
+    counts = np.clip(np.diff(cumulative, prepend=0.0), 0.0, None)
+    total = float(counts.sum())
+    if total <= 0:
+        return np.empty(0)
+    factor = min(1.0, max_samples / total)
+    n_per_bucket = np.where(counts > 0, np.maximum(np.rint(counts * factor), 1), 0).astype(int)
+    finite = bounds[np.isfinite(bounds)]
+    last_finite = float(finite.max()) if finite.size else 0.0
+    parts: list[np.ndarray] = []
+    lower = 0.0
+    for hi, n in zip(bounds, n_per_bucket, strict=True):
+        if n > 0:
+            if math.isinf(hi):
+                parts.append(np.full(n, last_finite))
+            else:
+                parts.append(lower + (np.arange(n) + 0.5) / n * (hi - lower))
+        if math.isfinite(hi):
+            lower = float(hi)
+    return np.concatenate(parts) * unit if parts else np.empty(0)
+
+
+def asr_dynamic_threshold_ms(mu_ms: float, sigma_ms: float, load_ratio: float, params: AsrDynamic) -> float:
+    """ASR latency threshold ``μ + sigma_multiplier · σ · (1 + load_coefficient · load_ratio)``.
+
+    ``μ`` and ``σ`` are the reference window's audio latency mean and standard deviation (ms);
+    ``load_ratio`` is current requests/s over reference requests/s, so the band widens under load.
+    """
+    return mu_ms + params.sigma_multiplier * sigma_ms * (1.0 + params.load_coefficient * load_ratio)
+
+
+def api_dynamic_threshold_ms(base_ms: float, qps: float, params: ApiDynamic) -> float:
+    """API latency threshold ``max(floor_ms, P99.99_base · e^(qps_coefficient · qps))``.
+
+    ``base_ms`` is the reference window's P99.99 (ms), ``qps`` the current requests per second.
+    """
+    return max(params.floor_ms, base_ms * math.exp(params.qps_coefficient * qps))
+
+
+def load_ratio(current_rps: float, reference_rps: float) -> float | None:
+    """Current over reference requests per second; ``None`` when the reference had no traffic."""
+    if reference_rps <= 0 or not math.isfinite(reference_rps) or not math.isfinite(current_rps):
+        return None
+    return current_rps / reference_rps

@@ -38,11 +38,13 @@ def _connection(conn_id: str) -> Any:
         return None
 
 
-def _sources() -> Any:
-    """Evidence sources from the Airflow Connections ``triage24_prometheus`` / ``triage24_elasticsearch``
-    where they exist, else the local stack's settings. Credentials stay in the Connection."""
+def _sources(target: str) -> Any:
+    """Evidence sources from the Airflow Connections ``triage24_prometheus`` and the target's log
+    connection (``logs.connection_id`` in targets.yaml, default ``triage24_elasticsearch``) where they
+    exist, else the local stack's settings. Credentials stay in the Connection."""
     from diagnostics.golden_window import EvidenceSources
 
+    logs = load_runbooks().targets.get(target).logs
     sources = EvidenceSources.from_settings()
     overrides: dict[str, Any] = {}
     prom = _connection("triage24_prometheus")
@@ -50,7 +52,7 @@ def _sources() -> Any:
         overrides["prometheus_url"] = f"{prom.schema or 'http'}://{prom.host}:{prom.port or 9090}"
         if prom.password:
             overrides["prometheus_headers"] = {"Authorization": f"Bearer {prom.password}"}
-    es = _connection("triage24_elasticsearch")
+    es = _connection(logs.connection_id) if logs.source == "elasticsearch" else None
     if es is not None and es.host:
         cfg: dict[str, Any] = {"hosts": [f"{es.schema or 'https'}://{es.host}:{es.port or 9200}"]}
         if es.extra_dejson.get("api_key"):
@@ -124,7 +126,8 @@ def incident_response() -> None:
             def run_check(check: str = name) -> dict[str, Any]:
                 from diagnostics.golden_window import run_and_store
 
-                return run_and_store(check, _incident(), _sources())
+                incident = _incident()
+                return run_and_store(check, incident, _sources(incident.target))
 
             results.append(run_check())
 

@@ -192,18 +192,65 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except AirflowApiError as exc:
         err.print(f"[red]demo failed:[/red] {exc}")
         return 1
-    if not args.no_testbed:
-        _show_testbed(stack.settings, say)
     table = Table(title=f"{SELFCHECK_DAG} / {run_id}: {run['state']}")
     table.add_column("task")
     table.add_column("state")
     for ti in sorted(tis, key=lambda t: str(t["task_id"])):
         table.add_row(str(ti["task_id"]), str(ti["state"]))
     console.print(table)
+    ok = run["state"] == "success"
+    incident_url = None
+    if not args.no_testbed:
+        _show_testbed(stack.settings, say)
+        if args.fault != "none":
+            incident_url = _demo_incident(stack, args.fault, say)
+            ok = ok and incident_url is not None
     _print_login(stack.settings)
-    console.print(f"Run in the UI: {stack.settings.airflow_url}/dags/{SELFCHECK_DAG}/runs/{run_id}")
+    ui = stack.settings.airflow_url
+    console.print(f"Self-check run in the UI: {ui}/dags/{SELFCHECK_DAG}/runs/{run_id}")
+    if incident_url:
+        console.print(f"Incident run in the UI: {incident_url}")
     console.print("Stop everything with [bold]triage24 stack down[/bold]")
-    return 0 if run["state"] == "success" else 1
+    return 0 if ok else 1
+
+
+def _demo_incident(stack: Any, fault: str, say: Callable[[str], None]) -> str | None:
+    """A real incident: fault -> Prometheus rule -> Alertmanager -> intake -> incident_response run."""
+    from diagnostics.demo import DemoError, run_incident
+    from diagnostics.stack.airflow_api import AirflowApi, AirflowApiError
+
+    settings = stack.settings
+    try:
+        with AirflowApi(settings.airflow_url, "admin", stack.secrets["TRIAGE24_ADMIN_PASSWORD"]) as api:
+            inc = run_incident(settings, api, stack.secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"], fault, say)
+    except (DemoError, AirflowApiError) as exc:
+        err.print(f"[red]demo incident failed:[/red] {exc}")
+        return None
+    s = inc.summary
+    table = Table(title=f"incident {inc.run_id}: {inc.state}; phase 1 {s['status']}: {s['summary']}")
+    for col in ("check", "status", "summary"):
+        table.add_column(col)
+    for name, r in inc.checks.items():
+        status = str(r.get("status"))
+        table.add_row(name, f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]", str(r.get("summary")))
+    console.print(table)
+    for f in s.get("findings", [])[:5]:
+        where = "/".join(str(x) for x in (f.get("version"), f.get("channel")) if x)
+        head = f"[bold]{f['severity']}[/bold] {f['problem']} on {f['component']}"
+        console.print(f"{head} ({where}): {f['evidence']}")
+        if f.get("action"):
+            console.print(f"    [dim]action:[/dim] {f['action']}")
+    console.print(
+        f"suspected component: [bold]{s.get('suspected_component')}[/bold] "
+        f"({s.get('suspected_version') or 'no version'}); canary gate: {(s.get('gate') or {}).get('verdict')}"
+    )
+    console.print(
+        f"fault -> incident run {inc.alert_to_run_s:.1f} s; phase 1 took {inc.run_s:.1f} s; "
+        f"evidence in {inc.artifacts}"
+    )
+    if inc.state != "success":
+        return None
+    return f"{settings.airflow_url}/dags/incident_response/runs/{inc.run_id}"
 
 
 def _show_testbed(settings: Settings, say: Callable[[str], None]) -> None:
@@ -268,6 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the main job: start the stack and run the pipeline end to end")
     demo.add_argument("--no-testbed", action="store_true")
     demo.add_argument("--timeout", type=float, default=None)
+    demo.add_argument(
+        "--fault",
+        choices=["model_not_loaded", "none"],
+        default="model_not_loaded",
+        help="the fault injected on the canary for the demo incident ('none': no incident)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     check = sub.add_parser("check", help="run phase-1 checks against a target now (no Airflow needed)")

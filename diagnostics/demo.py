@@ -1,0 +1,143 @@
+"""The main job's incident, end to end on the local stack: a real fault, a real alert, a real run.
+
+A fault is injected into the testbed's canary through its admin API; Prometheus scrapes the effect,
+its rule fires, Alertmanager groups the alert and posts it to the Triage24 intake, the intake creates
+an ``incident_response`` run, and the run stores its phase-1 evidence under the artifact root. This
+module waits for each of those steps (bounded), reads what the run concluded, and always clears the
+fault again. Nothing here shortcuts the chain: if the alert never arrives, the demo says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from diagnostics.artifacts import read_result
+from diagnostics.config import Settings
+from diagnostics.golden_window import PHASE, PHASE_CHECKS
+from diagnostics.stack.airflow_api import AirflowApi, AirflowApiError
+
+INCIDENT_DAG = "incident_response"
+
+
+FAULTS: dict[str, dict[str, Any]] = {
+    # The ModelNotLoaded rule needs no traffic (it reads the model-loaded gauge) and fires after 30 s.
+    "model_not_loaded": {
+        "body": {"fault": "model_not_loaded", "channel": "image"},
+        "alert": "ModelNotLoaded (for: 30s)",
+    },
+}
+
+
+class DemoError(RuntimeError):
+    """A step of the demo incident did not happen in time; the message says which and where to look."""
+
+
+@dataclass
+class DemoIncident:
+    fault: str
+    run_id: str
+    state: str
+    alert_to_run_s: float
+    run_s: float
+    artifacts: Path
+    summary: dict[str, Any]
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _admin(settings: Settings, token: str, method: str, body: dict[str, Any] | None = None) -> None:
+    url = f"http://{settings.host}:{settings.testbed_canary_port}/admin/faults"
+    resp = httpx.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    if resp.status_code != 200:
+        raise DemoError(f"testbed canary admin API {method} {url}: HTTP {resp.status_code} {resp.text[:200]}")
+
+
+def _new_incident_run(api: AirflowApi, since: datetime) -> dict[str, Any] | None:
+    resp = api.request(
+        "GET",
+        f"/dags/{INCIDENT_DAG}/dagRuns",
+        params={"order_by": "-id", "limit": 20, "run_id_prefix_pattern": "incident__"},
+    )
+    resp.raise_for_status()
+    for run in resp.json().get("dag_runs", []):
+        queued = run.get("queued_at") or run.get("run_after")
+        if queued and datetime.fromisoformat(str(queued).replace("Z", "+00:00")) >= since:
+            return dict(run)
+    return None
+
+
+def run_incident(
+    settings: Settings,
+    api: AirflowApi,
+    admin_token: str,
+    fault: str,
+    say: Callable[[str], None],
+    alert_timeout_s: float = 240.0,
+    run_timeout_s: float = 300.0,
+) -> DemoIncident:
+    """Inject ``fault`` on the canary, wait for the alert-driven incident run, return what it found."""
+    spec = FAULTS[fault]
+    api.wait_for_dag(INCIDENT_DAG)
+    _admin(settings, admin_token, "DELETE")
+    since = datetime.now(UTC)
+    _admin(settings, admin_token, "POST", spec["body"])
+    say(f"injected {fault} on the canary; waiting for rule {spec['alert']} -> Alertmanager -> intake")
+    try:
+        t0 = time.monotonic()
+        run: dict[str, Any] | None = None
+        next_note = t0 + 15
+        while run is None:
+            run = _new_incident_run(api, since)
+            now = time.monotonic()
+            if run is None and now - t0 > alert_timeout_s:
+                raise DemoError(
+                    f"no incident run {alert_timeout_s:.0f} s after injecting {fault}: check the alert at "
+                    f"http://{settings.host}:{settings.prometheus_port}/alerts, Alertmanager at "
+                    f"http://{settings.host}:{settings.alertmanager_port}, and `triage24 intake status`"
+                )
+            if run is None and now >= next_note:
+                say(f"still waiting for the alert ({now - t0:.0f} s)")
+                next_note = now + 15
+            if run is None:
+                time.sleep(1.0)
+        alert_to_run = time.monotonic() - t0
+        run_id = str(run["dag_run_id"])
+        say(f"incident run {run_id} created {alert_to_run:.1f} s after the fault; running phase 1")
+        t1 = time.monotonic()
+        done = api.wait_run(
+            INCIDENT_DAG, run_id, timeout_s=run_timeout_s, on_change=lambda s: say(f"run: {s}")
+        )
+        run_s = time.monotonic() - t1
+    finally:
+        _admin(settings, admin_token, "DELETE")
+        say("fault cleared")
+    root = settings.artifacts
+    try:
+        summary = read_result(root, run_id, PHASE, "summary")
+    except ValueError as exc:
+        raise DemoError(f"run {run_id} ended {done['state']} without a phase summary: {exc}") from None
+    checks = {}
+    for name in PHASE_CHECKS:
+        try:
+            checks[name] = read_result(root, run_id, PHASE, name)
+        except ValueError:
+            checks[name] = {"status": "missing", "summary": "no result stored"}
+    return DemoIncident(
+        fault=fault,
+        run_id=run_id,
+        state=str(done["state"]),
+        alert_to_run_s=round(alert_to_run, 1),
+        run_s=round(run_s, 1),
+        artifacts=root / run_id,
+        summary=summary,
+        checks=checks,
+    )
+
+
+__all__ = ["FAULTS", "INCIDENT_DAG", "AirflowApiError", "DemoError", "DemoIncident", "run_incident"]

@@ -15,7 +15,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from diagnostics.results import CheckResult, Finding, Status
-from diagnostics.runbooks.schemas import Endpoint, PriorityMatrix, Target
+from diagnostics.runbooks.schemas import Endpoint, PriorityMatrix, Severity, Target
 
 CHECK = "health_snapshot"
 MODULES = ("llm", "embedding", "multimodal_router", "audio_processor")
@@ -126,7 +126,7 @@ def _findings(endpoints: list[EndpointHealth], matrix: PriorityMatrix) -> list[F
                     component=module,
                 )
                 if state == "degraded":  # an error is as severe as the matrix says; degraded is less
-                    finding = finding.model_copy(update={"severity": "medium"})
+                    finding = finding.model_copy(update={"severity": Severity.MEDIUM})
                 findings.append(finding)
             elif ep.name != "gateway" and state is None:
                 findings.append(

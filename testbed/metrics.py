@@ -56,7 +56,9 @@ class TenantLimiter:
 
     def __init__(self, max_tenants: int = 20) -> None:
         self.max_tenants = max_tenants
-        self._seen: set[str] = set()
+        # "default" (requests without a tenant header) always keeps its name: its series exist from
+        # the start (ServiceMetrics.init_series), so it holds one of the max_tenants slots.
+        self._seen: set[str] = {"default"}
         self._lock = threading.Lock()
 
     def __call__(self, raw: str | None) -> str:

@@ -26,6 +26,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,7 +47,6 @@ from diagnostics.logs.records import (
     LogQuery,
     LogRead,
     LogRecord,
-    MalformedRecord,
     ReadStats,
     SourceUnavailable,
 )
@@ -278,22 +278,11 @@ class ElasticsearchLogSource:
                 pit.id = str(body.get("pit_id") or pit.id)
                 hits = body.get("hits", {}).get("hits", [])
                 for hit in hits:
-                    stats.scanned += 1
-                    source = hit.get("_source")
-                    try:
-                        if not isinstance(source, dict):
-                            raise MalformedRecord("hit without _source")
-                        record = LogRecord.from_json(source)
-                    except (ValueError, RecursionError):
-                        stats.malformed += 1
-                        continue
-                    if not keep(record):
-                        continue
-                    if stats.returned >= query.max_records:
-                        stats.truncated = True
+                    record = stats.accept(partial(hit.get, "_source"), keep, query.max_records)
+                    if record is not None:
+                        yield record
+                    elif stats.truncated:
                         return
-                    stats.returned += 1
-                    yield record
                 if len(hits) < size or not hits:
                     return
                 search_after = list(hits[-1]["sort"])

@@ -5,13 +5,13 @@ from __future__ import annotations
 import glob
 import json
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 from diagnostics.logs.records import (
     LogQuery,
     LogRead,
     LogRecord,
-    MalformedRecord,
     ReadStats,
     SourceUnavailable,
 )
@@ -75,19 +75,8 @@ class FileLogSource:
                     line = raw.strip()
                     if not line:
                         continue
-                    stats.scanned += 1
-                    try:
-                        obj = json.loads(line)
-                        if not isinstance(obj, dict):
-                            raise MalformedRecord("not a JSON object")
-                        record = LogRecord.from_json(obj)
-                    except (ValueError, RecursionError):  # JSONDecodeError and MalformedRecord included
-                        stats.malformed += 1
-                        continue
-                    if not keep(record):
-                        continue
-                    if stats.returned >= query.max_records:
-                        stats.truncated = True
+                    record = stats.accept(partial(json.loads, line), keep, query.max_records)
+                    if record is not None:
+                        yield record
+                    elif stats.truncated:
                         return
-                    stats.returned += 1
-                    yield record

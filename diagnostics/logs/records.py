@@ -300,6 +300,31 @@ class ReadStats:
     truncated: bool = False  # stopped at max_records: more lines matched than were read
     inputs: list[str] = field(default_factory=list)  # files read, or the index
 
+    def accept(
+        self, parse: Callable[[], object], keep: Callable[[LogRecord], bool], max_records: int
+    ) -> LogRecord | None:
+        """Count one raw line or document; return the record to yield, or None to skip it.
+
+        ``parse`` gives the raw JSON object (it may raise ValueError). Once ``max_records`` were
+        returned, ``truncated`` is set and None returned: the caller stops reading then.
+        """
+        self.scanned += 1
+        try:
+            obj = parse()
+            if not isinstance(obj, dict):
+                raise MalformedRecord("not a JSON object")
+            record = LogRecord.from_json(obj)
+        except (ValueError, RecursionError):  # JSONDecodeError and MalformedRecord included
+            self.malformed += 1
+            return None
+        if not keep(record):
+            return None
+        if self.returned >= max_records:
+            self.truncated = True
+            return None
+        self.returned += 1
+        return record
+
 
 @dataclass
 class LogRead:

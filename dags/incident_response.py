@@ -12,10 +12,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.hitl import HITLBranchOperator
 from airflow.sdk import Param, TaskGroup, dag, get_current_context, task
 
 from diagnostics.golden_window import PHASE, PHASE_CHECKS
 from diagnostics.runbooks import RunbookError, load_runbooks
+from diagnostics.runbooks.decision import HUMAN_OPTIONS, HumanGateDefault
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +27,15 @@ try:  # docs and choices come from runbooks/; a broken runbook must not hide the
     _DOC = _BOOKS.markdown("sop.md")
     _TARGETS = [t.name for t in _BOOKS.targets.targets]
     _PHASE_TITLE = _BOOKS.sop.phase(PHASE).title
+    _DECISION_TITLE = _BOOKS.sop.phase("decision").title
+    # One human gate per grade: its default choice and timeout are the grade's (decision.yaml).
+    _HUMAN_GATES: dict[str, HumanGateDefault] = {
+        **{g.value: d for g, d in sorted(_BOOKS.decision.human_gate.grades.items())},
+        "ungraded": _BOOKS.decision.human_gate.ungraded,
+    }
 except (RunbookError, OSError) as exc:
     _DOC, _TARGETS, _PHASE_TITLE = f"Runbooks could not be loaded: {exc}", ["testbed"], PHASE
+    _DECISION_TITLE, _HUMAN_GATES = "decision", {}
 
 
 def _connection(conn_id: str) -> Any:
@@ -61,6 +71,23 @@ def _sources(target: str) -> Any:
             cfg["basic_auth"] = (es.login, es.password or "")
         overrides["elasticsearch"] = cfg
     return EvidenceSources(**{**sources.__dict__, **overrides})
+
+
+class HumanGate(HITLBranchOperator):
+    """The standard HITL branch, plus who answered (or that the timeout chose) as XCom ``response``:
+    the branch's return value is only the chosen task ids, and the response steps record who decided."""
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        user = event.get("responded_by_user") or {}
+        context["ti"].xcom_push(
+            key="response",
+            value={
+                "chosen": list(event.get("chosen_options") or []),
+                "by": user.get("name") if isinstance(user, dict) else None,
+                "at": str(event.get("responded_at")),
+            },
+        )
+        return super().execute_complete(context, event)
 
 
 @dag(
@@ -138,7 +165,121 @@ def incident_response() -> None:
 
             return summarize_and_store(_incident(), [b for b in briefs if b])
 
-        phase_summary(results)
+        phase1_done = phase_summary(results)
+
+    # --- decision: rollback / continue / insufficient evidence (runbooks/decision.yaml) -------------
+    with TaskGroup("decision", tooltip=_DECISION_TITLE, doc_md=_DECISION_TITLE):
+
+        @task.branch
+        def decide() -> str:
+            """Bayesian canary risk + gates + findings -> the next step. Missing evidence asks a human."""
+            from diagnostics.response import decide_and_store, decision_markdown
+
+            decision = decide_and_store(_incident())
+            ti = get_current_context()["ti"]
+            ti.xcom_push(key="brief", value=decision.summary)
+            ti.xcom_push(key="markdown", value=decision_markdown(decision))
+            if decision.needs_human:
+                grade = decision.inputs.grade.value if decision.inputs.grade else "ungraded"
+                return f"decision.human_gate_{grade}"
+            return "decision.go_rollback" if decision.outcome.value == "rollback" else "decision.go_continue"
+
+        branch = decide()
+        phase1_done >> branch
+        go_rollback = EmptyOperator(task_id="go_rollback", doc_md="The decision rolls back without a human.")
+        go_continue = EmptyOperator(task_id="go_continue", doc_md="The decision lets the canary go on.")
+        branch >> [go_rollback, go_continue]
+        approved = {
+            # one grade's gate answered; the other grades' gates were skipped
+            choice: EmptyOperator(
+                task_id=f"human_{choice}",
+                trigger_rule="none_failed_min_one_success",
+                doc_md=f"A human (or the timeout) chose: {label}",
+            )
+            for choice, label in HUMAN_OPTIONS.items()
+        }
+        for grade, default in _HUMAN_GATES.items():
+            gate = HumanGate(
+                task_id=f"human_gate_{grade}",
+                subject=f"Incident {{{{ run_id }}}}: the canary decision needs you ({grade})",
+                body="{{ ti.xcom_pull(task_ids='decision.decide', key='markdown') }}",
+                options=list(HUMAN_OPTIONS.values()),
+                defaults=HUMAN_OPTIONS[default.choice.value],
+                options_mapping={label: f"decision.human_{c}" for c, label in HUMAN_OPTIONS.items()},
+                response_timeout=timedelta(seconds=default.timeout_s),
+                doc_md=f"{grade}: nobody answering within {default.timeout_s:g} s means "
+                f"'{HUMAN_OPTIONS[default.choice.value]}'.",
+            )
+            branch >> gate >> list(approved.values())
+
+    # --- the response: act, verify, or hold --------------------------------------------------------
+    with TaskGroup("response", tooltip="Apply what was decided, then verify it"):
+
+        @task(trigger_rule="none_failed_min_one_success")
+        def rollback() -> dict[str, Any]:
+            """Roll the canary back with the target's method (idempotent per incident, rate-limited,
+            audited); a dry run only reads. A rollback that fails fails this task: it escalates."""
+            from diagnostics.response import act_and_store
+
+            result = act_and_store(_incident(), "rollback", decided_by=_decided_by())
+            if result.status.value == "failed":
+                raise RuntimeError(f"rollback failed: {result.summary}")
+            return {"status": result.status.value, "summary": result.summary, "changed": result.changed}
+
+        @task
+        def verify_recovery(action: dict[str, Any]) -> dict[str, Any]:
+            """Poll health, the gateway weight and stable's metrics until recovered, or escalate."""
+            from diagnostics.response import verify_and_store
+
+            if not action.get("changed") and _incident().dry_run:
+                return {"status": "ok", "summary": "dry run: nothing was changed, nothing to verify"}
+            incident = _incident()
+            result = verify_and_store(incident, _sources(incident.target))
+            if result.status.value != "ok":
+                raise RuntimeError(f"not recovered: {result.summary}")
+            return {"status": result.status.value, "summary": result.summary}
+
+        @task(trigger_rule="none_failed_min_one_success")
+        def continue_release() -> dict[str, Any]:
+            """The canary goes on; promoted to the next stage only when the decision says so."""
+            from diagnostics.artifacts import read_result
+            from diagnostics.config import Settings
+            from diagnostics.response import DECISION_PHASE, act_and_store
+
+            incident = _incident()
+            decision = read_result(Settings().artifacts, incident.incident_id, DECISION_PHASE, "decision")
+            promote_to = decision.get("promote_to")
+            if promote_to is None:
+                return {"status": "ok", "summary": "canary continues at its current stage"}
+            result = act_and_store(incident, "promote", promote_to=promote_to, decided_by=_decided_by())
+            return {"status": result.status.value, "summary": result.summary}
+
+        @task
+        def hold() -> dict[str, Any]:
+            """Keep the canary as it is and escalate (the human gate's choice, or its timeout)."""
+            from diagnostics.response import hold_and_store
+
+            result = hold_and_store(_incident(), decided_by=_decided_by(), escalate=True)
+            return {"status": result.status.value, "summary": result.summary}
+
+        rolled_back = rollback()
+        [go_rollback, approved["rollback"]] >> rolled_back
+        verify_recovery(rolled_back)
+        [go_continue, approved["continue"]] >> continue_release()
+        approved["hold"] >> hold()
+
+
+def _decided_by() -> str:
+    """Who chose the step now running: the decision itself, or the human gate (who, or the timeout)."""
+    ti = get_current_context()["ti"]
+    for grade in _HUMAN_GATES:
+        answer = ti.xcom_pull(task_ids=f"decision.human_gate_{grade}", key="response")
+        if isinstance(answer, dict):
+            who = answer.get("by")
+            chosen = ", ".join(answer.get("chosen") or [])
+            by = f"answered by {who}" if who else "by the timeout default"
+            return f"human gate {grade}: {chosen!r} {by}"
+    return "decision"
 
 
 incident_response()

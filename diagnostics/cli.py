@@ -100,7 +100,8 @@ def cmd_runbooks(args: argparse.Namespace) -> int:
         return 1
     console.print(
         f"[green]ok[/green] {', '.join(FILES)} in {directory}: {len(books.sop.phases)} phases, "
-        f"{len(books.priority_matrix.problems)} problem types, {len(books.targets.targets)} target(s)"
+        f"{len(books.priority_matrix.problems)} problem types, {len(books.targets.targets)} target(s), "
+        f"{len(books.decision.precedence)} decision rules"
     )
     return 0
 

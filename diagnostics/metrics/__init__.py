@@ -41,6 +41,7 @@ from diagnostics.metrics.thresholds import (
     fit_gamma,
     histogram_to_samples,
     load_ratio,
+    requests_slower_than,
 )
 
 __all__ = [
@@ -80,4 +81,5 @@ __all__ = [
     "quantile_label",
     "quote",
     "reader_for",
+    "requests_slower_than",
 ]

@@ -54,6 +54,7 @@ from diagnostics.metrics.thresholds import (
     fit_gamma,
     histogram_to_samples,
     load_ratio,
+    requests_slower_than,
 )
 from diagnostics.results import CheckResult, Finding, Status
 from diagnostics.runbooks.schemas import (
@@ -291,6 +292,14 @@ class ChannelMetrics(_Model):
     sla_latency_ms: float
     sla_error_rate: float
     observed_ms: float | None = Field(description="the SLA quantile's latency in the current window")
+    slow_requests: float | None = Field(
+        default=None,
+        description="current-window requests slower than sla_latency_ms, from the histogram buckets "
+        "(None: no buckets); the decision's latency-violation count",
+    )
+    reference_slow_requests: float | None = Field(
+        default=None, description="the same over the reference window"
+    )
     dynamic: DynamicThreshold | None = None
     dynamic_note: str = ""
     baseline_version: str = Field(description="whose reference window is the dynamic threshold's baseline")
@@ -399,6 +408,8 @@ def evaluate_channel(
         sla_latency_ms=sla.latency.latency_ms,
         sla_error_rate=sla.error_rate,
         observed_ms=observed,
+        slow_requests=requests_slower_than(current.buckets, sla.latency.latency_ms),
+        reference_slow_requests=requests_slower_than(reference.buckets, sla.latency.latency_ms),
         dynamic=dyn,
         dynamic_note=note,
         baseline_version=baseline.version,

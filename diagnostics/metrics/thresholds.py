@@ -107,6 +107,27 @@ def histogram_to_samples(
     return np.concatenate(parts) * unit if parts else np.empty(0)
 
 
+def requests_slower_than(buckets: Sequence[tuple[float, float]], latency_ms: float) -> float | None:
+    """Requests slower than ``latency_ms``, from cumulative histogram buckets ``(le seconds, count)``.
+
+    ``total - cumulative(le*)`` where ``le*`` is the largest bucket bound at or below the latency and
+    ``total`` the ``+Inf`` bucket (the largest cumulative count where there is none). Requests between
+    ``le*`` and the latency are counted as slow, so this is an upper bound that is exact when the
+    latency is a bucket bound (the testbed's buckets include every SLA latency). ``None`` when there
+    are no buckets, or no bound at or below the latency (the histogram cannot resolve it). Negative
+    differences (``increase()`` extrapolation) are clipped to 0.
+    """
+    if not buckets:
+        return None
+    limit_s = latency_ms / 1000.0 * (1 + 1e-9)  # 200 ms must match the "0.2" bucket exactly
+    below = [count for le, count in buckets if le <= limit_s]
+    if not below:
+        return None
+    infinite = [count for le, count in buckets if math.isinf(le)]
+    total = max(infinite) if infinite else max(count for _, count in buckets)
+    return max(0.0, float(total) - float(max(below)))
+
+
 def asr_dynamic_threshold_ms(mu_ms: float, sigma_ms: float, load_ratio: float, params: AsrDynamic) -> float:
     """ASR latency threshold ``μ + sigma_multiplier · σ · (1 + load_coefficient · load_ratio)``.
 

@@ -7,18 +7,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from diagnostics.runbooks.decision import DecisionPolicy
 from diagnostics.runbooks.grading import Grading
 from diagnostics.runbooks.loader import Problem, RunbookError, load_yaml_model
 from diagnostics.runbooks.schemas import PriorityMatrix, Sop, Targets, Thresholds
 
 __all__ = ["FILES", "Problem", "RunbookError", "Runbooks", "load_runbooks"]
 
-FILES: dict[str, type[Sop | PriorityMatrix | Thresholds | Targets | Grading]] = {
+FILES: dict[str, type[Sop | PriorityMatrix | Thresholds | Targets | Grading | DecisionPolicy]] = {
     "sop.yaml": Sop,
     "priority_matrix.yaml": PriorityMatrix,
     "thresholds.yaml": Thresholds,
     "targets.yaml": Targets,
     "grading.yaml": Grading,  # alert intake: L1-L4 grades and escalation
+    "decision.yaml": DecisionPolicy,  # the canary decision: risk, precedence, stages, human gate
 }
 
 
@@ -29,6 +31,7 @@ class Runbooks:
     priority_matrix: PriorityMatrix
     thresholds: Thresholds
     targets: Targets
+    decision: DecisionPolicy
 
     def markdown(self, name: str) -> str:
         """The text of a Markdown runbook (for DAG and task docs)."""
@@ -55,13 +58,15 @@ def load_runbooks(directory: Path | None = None, environ: Mapping[str, str] | No
         priority_matrix=loaded["priority_matrix.yaml"],  # type: ignore[arg-type]
         thresholds=loaded["thresholds.yaml"],  # type: ignore[arg-type]
         targets=loaded["targets.yaml"],  # type: ignore[arg-type]
+        decision=loaded["decision.yaml"],  # type: ignore[arg-type]
     )
     _cross_check(books)
     return books
 
 
 def _cross_check(books: Runbooks) -> None:
-    """References between files: Markdown runbooks exist, overrides name real targets."""
+    """References between files: Markdown runbooks exist, overrides name real targets, the decision's
+    required checks are checks of the golden window."""
     problems: list[Problem] = []
     d = books.directory
     for i, phase in enumerate(books.sop.phases):
@@ -86,6 +91,18 @@ def _cross_check(books: Runbooks) -> None:
                     None,
                     f"target_overrides.{name}",
                     f"unknown target; targets.yaml defines: {', '.join(sorted(known))}",
+                )
+            )
+    golden = next((p for p in books.sop.phases if p.id == "golden_window"), None)
+    phase1 = set(golden.checks) if golden else set()
+    for i, check in enumerate(books.decision.evidence.required_checks):
+        if check not in phase1:
+            problems.append(
+                Problem(
+                    d / "decision.yaml",
+                    None,
+                    f"evidence.required_checks[{i}]",
+                    f"{check} is not a golden_window check in sop.yaml ({', '.join(sorted(phase1))})",
                 )
             )
     if problems:

@@ -248,19 +248,36 @@ class ExpectedModel(Strict):
     sha256: Sha256 | None = Field(default=None, description="none until the weights are pinned")
 
 
-class GatewayRollback(Strict):
+class RollbackPolicy(Strict):
+    """What every rollback method shares: the human gate and the rate limit on changes.
+
+    ``sensitive`` marks a target whose change needs a human's approval even where the decision is
+    automatic (a compliance breaker). The rate limit caps how often Triage24 may change one target
+    (rollbacks and promotions together), so a flapping signal cannot make it thrash a service.
+    """
+
+    sensitive: bool = Field(default=False, description="a human must approve every change of this target")
+    max_changes: int = Field(default=3, ge=1, le=100, description="changes allowed per target per window")
+    per_seconds: float = Field(default=3600.0, gt=0, le=7 * 86400, description="the rate-limit window")
+    timeout_s: float = Field(default=10.0, gt=0, le=120, description="per request to the control API")
+
+
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+
+
+class GatewayRollback(RollbackPolicy):
     method: Literal["gateway_weight"]
-    admin_token_env: str = Field(description="environment variable holding the gateway admin token")
+    admin_token_env: EnvName = Field(description="environment variable holding the gateway admin token")
 
 
-class KubernetesRollback(Strict):
+class KubernetesRollback(RollbackPolicy):
     method: Literal["kubernetes_deployment"]
     namespace: str
     deployment: str
     connection_id: str = "kubernetes_default"
 
 
-class ArgoRollback(Strict):
+class ArgoRollback(RollbackPolicy):
     method: Literal["argo_rollout"]
     namespace: str
     rollout: str

@@ -79,6 +79,8 @@ def airflow_env(settings: Settings, secrets: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__API__SECRET_KEY": secrets["AIRFLOW__API__SECRET_KEY"],
         # The alert intake (plugins/) authenticates Alertmanager with it; the reconciler DAG sends it.
         "TRIAGE24_WEBHOOK_TOKEN": secrets["TRIAGE24_WEBHOOK_TOKEN"],
+        # The rollback task sets the testbed gateway's canary weight with it (targets.yaml names it).
+        "TRIAGE24_TESTBED_ADMIN_TOKEN": secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"],
         # Settings the DAG tasks read (diagnostics.config.Settings) so they see the same stack.
         **settings.port_environ(),
     }

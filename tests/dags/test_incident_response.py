@@ -9,7 +9,9 @@ and they assert what their fault must show rather than the absence of everything
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO
+from tests.support.hitl import Responder
 from tests.support.prometheus import RunningPrometheus, prometheus
 from tests.support.testbed_procs import AUTH, Stack
 from tests.testbed.conftest import b64, shape_png, sine_wav
@@ -38,11 +41,31 @@ class Phase1:
     dag: Any
 
     def run(self, **conf: Any) -> tuple[Any, dict[str, dict[str, Any]]]:
-        """Run the DAG; return the run and every stored phase-1 result (check -> JSON)."""
+        """Run the DAG; return the run and every stored phase-1 result (check -> JSON), plus the
+        decision (``decision``) and the response results (``response/<name>``)."""
         run = self.dag.test(run_conf={"target": "testbed", "window_minutes": 2, **conf})
-        base = self.stack.home / "artifacts" / run.run_id / PHASE
-        results = {p.stem: json.loads(p.read_text()) for p in base.glob("*.json")}
+        root = self.stack.home / "artifacts" / run.run_id
+        results = {p.stem: json.loads(p.read_text()) for p in (root / PHASE).glob("*.json")}
+        for p in (root / "decision").glob("*.json"):
+            results[p.stem] = json.loads(p.read_text())
+        for p in (root / "response").glob("*.json"):
+            results[f"response/{p.stem}"] = json.loads(p.read_text())
         return run, results
+
+    def gateway_weight(self, weight: float | None = None) -> float:
+        """Read (or set) the gateway's canary weight."""
+        url = f"{self.stack.gateway.url}/admin/routing"
+        if weight is not None:
+            httpx.put(url, json={"canary_weight": weight}, headers=AUTH, timeout=5).raise_for_status()
+        return float(httpx.get(url, headers=AUTH, timeout=5).json()["canary_weight"])
+
+
+def _stable_traffic(url: str, stop: threading.Event) -> None:
+    """Production always has stable traffic; recovery verification judges it (about 4 req/s)."""
+    with httpx.Client(timeout=10) as client:
+        while not stop.wait(0.25):
+            with contextlib.suppress(httpx.HTTPError):
+                client.post(f"{url}/v1/embeddings/text", json={"texts": ["a red circle"]})
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +91,14 @@ def phase1(
         prom.wait_for_series('testbed_model_loaded{job="testbed",version="canary"}')
         bag = DagBag(dag_folder=str(REPO / "dags" / "incident_response.py"))
         assert bag.import_errors == {}
-        yield Phase1(testbed_stack, prom, bag.dags["incident_response"])
+        stop = threading.Event()
+        traffic = threading.Thread(target=_stable_traffic, args=(testbed_stack.stable.url, stop), daemon=True)
+        traffic.start()
+        try:
+            yield Phase1(testbed_stack, prom, bag.dags["incident_response"])
+        finally:
+            stop.set()
+            traffic.join(timeout=15)
 
 
 def clear_faults(stack: Stack) -> None:
@@ -104,7 +134,9 @@ def problems(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def assert_ran(run: Any, results: dict[str, dict[str, Any]]) -> None:
     assert run.state == "success"
-    assert set(results) == {*CHECKS, "summary"}, sorted(results)
+    phase1 = {k for k in results if "/" not in k and k != "decision"}
+    assert phase1 == {*CHECKS, "summary"}, sorted(results)
+    assert "decision" in results, sorted(results)
 
 
 def test_1_healthy_service_blames_no_component(phase1: Phase1) -> None:
@@ -124,6 +156,10 @@ def test_1_healthy_service_blames_no_component(phase1: Phase1) -> None:
     blamed = [f for f in results["summary"]["findings"] if f["severity"] in ("critical", "high")]
     assert blamed == []
     assert results["summary"]["suspected_component"] is None or not blamed
+    decision = results["decision"]
+    assert decision["outcome"] == "continue", decision["reasons"]
+    assert decision["needs_human"] is False
+    assert "response/rollback" not in results
 
 
 def test_2_embedding_dim_mismatch_blames_the_router_path(phase1: Phase1) -> None:
@@ -145,6 +181,48 @@ def test_2_embedding_dim_mismatch_blames_the_router_path(phase1: Phase1) -> None
     top = results["summary"]["findings"][0]
     assert top["severity"] == "critical"
     assert results["summary"]["suspected_component"] in ("multimodal_router", "embedding")
+
+
+def test_2b_a_critical_canary_finding_rolls_back_at_the_gateway_and_recovery_is_verified(
+    phase1: Phase1,
+) -> None:
+    stack = phase1.stack
+    clear_faults(stack)
+    phase1.gateway_weight(10)  # the canary serves 10 % of the gateway's traffic
+    inject(stack.canary.url, "embedding_dim_mismatch", channel="image", magnitude=512)
+    body = {"text": "a red circle", "image_b64": shape_png("red", "circle")}
+    assert drive(stack.canary.url, "/v1/router", body, 6, concurrency=3) == [500] * 6
+    settle(stack)
+    try:
+        run, results = phase1.run()
+    finally:
+        clear_faults(stack)
+    assert run.state == "success"
+    decision = results["decision"]
+    assert decision["outcome"] == "rollback" and decision["rule"] == "critical_canary_finding"
+    assert decision["inputs"]["canary_weight_percent"] == 10
+    action = results["response/rollback"]
+    assert action["outcome"] == "applied" and action["changed"] is True
+    assert action["before"]["canary_weight"] == 10 and action["after"]["canary_weight"] == 0
+    assert phase1.gateway_weight() == 0
+    recovery = results["response/recovery_verification"]
+    assert recovery["status"] == "ok" and recovery["recovered"] is True, recovery["summary"]
+    assert recovery["time_to_recover_s"] is not None
+
+    # A retried or re-run rollback task (a scheduler restart mid-incident) changes nothing.
+    from diagnostics.response import act_and_store
+
+    phase1.gateway_weight(10)  # even if someone moved the weight back by hand since
+    again = act_and_store(_incident_of(run), "rollback")
+    assert again.outcome == "already_applied" and again.changed is False
+    assert phase1.gateway_weight() == 10
+    phase1.gateway_weight(0)
+
+
+def _incident_of(run: Any) -> dict[str, Any]:
+    from diagnostics.config import Settings
+
+    return json.loads((Settings().artifacts / run.run_id / "incident.json").read_text())
 
 
 def test_3_audio_timeout_blames_the_audio_processor(phase1: Phase1) -> None:
@@ -201,7 +279,12 @@ def test_6_latency_spike_on_the_canary_breaches_the_p99_gate(phase1: Phase1) -> 
     stack = phase1.stack
     clear_faults(stack)
     inject(stack.canary.url, "latency_spike", channel="text", magnitude=1500)
-    codes = drive(stack.canary.url, "/v1/embeddings/text", {"texts": ["a green triangle"]}, 60, 12)
+    # Sustained: slow requests in both halves of the gate's 60 s window (30 s apart), so the breach
+    # is backed by enough samples in each half and the decision may take the fast path.
+    body = {"texts": ["a green triangle"]}
+    codes = drive(stack.canary.url, "/v1/embeddings/text", body, 30, 12)
+    time.sleep(31)
+    codes += drive(stack.canary.url, "/v1/embeddings/text", body, 30, 12)
     assert codes == [200] * 60
     settle(stack)
     run, results = phase1.run()
@@ -213,13 +296,30 @@ def test_6_latency_spike_on_the_canary_breaches_the_p99_gate(phase1: Phase1) -> 
     gate_findings = [f for f in results["metrics_sla"]["findings"] if f["problem"] == "canary_gate_breach"]
     assert any(f["channel"] == "text" and "p99" in f["evidence"] for f in gate_findings), gate_findings
     assert results["summary"]["gate"]["verdict"] == "breach"
+    decision = results["decision"]
+    assert decision["outcome"] == "rollback" and decision["rule"] == "canary_gate_breach"
+    assert decision["fast_path"] is True
+    assert results["response/rollback"]["outcome"] == "noop"  # the weight already was 0
 
 
-def test_7_prometheus_stopped_is_insufficient_evidence_and_the_run_succeeds(phase1: Phase1) -> None:
+def test_7_prometheus_stopped_is_insufficient_evidence_and_a_human_holds(phase1: Phase1) -> None:
     clear_faults(phase1.stack)
     phase1.prom.stop()
-    run, results = phase1.run()
+    # Earlier scenarios' canary errors are in the logs; a 1-minute window that starts after them
+    # leaves metrics as the only evidence that is missing.
+    time.sleep(62)
+    responder = Responder("incident_response", "Hold and escalate").start()
+    run, results = phase1.run(window_minutes=1)
+    responder.join()
+    assert responder.error is None, responder.error
+    assert [task for _, task in responder.answered] == ["decision.human_gate_ungraded"]
     assert_ran(run, results)
+    decision = results["decision"]
+    assert decision["outcome"] == "insufficient_evidence" and decision["needs_human"] is True
+    assert decision["human_gate"]["choice"] == "hold"
+    assert "response/rollback" not in results
+    assert results["response/hold"]["details"]["escalate"] is True
+    assert "answered by oncall-test" in results["response/hold"]["details"]["decided_by"]
     metrics = results["metrics_sla"]
     assert metrics["status"] == "insufficient_evidence"
     assert "prometheus" in metrics["summary"].lower()

@@ -74,7 +74,7 @@ def canned_server(routes: dict[tuple[str, str], Route]) -> Iterator[CannedServer
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 self.wfile.write(data)
 
-        do_GET = do_POST = do_PUT = do_DELETE = _answer
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
         def log_message(self, format: str, *args: Any) -> None:
             pass

@@ -21,6 +21,7 @@ from diagnostics.metrics import (
     evaluate_channel_gate,
     fit_gamma,
     histogram_to_samples,
+    requests_slower_than,
 )
 from diagnostics.results import Status
 from diagnostics.runbooks import load_runbooks
@@ -244,6 +245,33 @@ def test_asr_dynamic_threshold_from_the_reference_fit() -> None:
     assert metrics.breaches == ["latency_dynamic"]  # over 1333 ms, under the testbed's 6000 ms SLA
     assert findings[0].component == "audio_processor"
     assert "p99.9 1500 ms > dynamic 1333 ms = 725.0 + 3.3·141.8·(1 + 0.15·2.00) ms" in findings[0].evidence
+
+
+def test_slow_requests_from_the_cumulative_buckets_by_hand() -> None:
+    # 100 requests: 50 <= 0.1 s, 30 in (0.1, 0.2], 15 in (0.2, 0.35], 5 above 0.35 s
+    buckets = [(0.1, 50.0), (0.2, 80.0), (0.35, 95.0), (math.inf, 100.0)]
+    assert requests_slower_than(buckets, 200) == 20.0  # the SLA latency is a bucket bound: exact
+    assert requests_slower_than(buckets, 350) == 5.0
+    # between bounds: the largest bound at or below gives an upper bound (0.35 s: 5; 0.1 s: 50)
+    assert requests_slower_than(buckets, 6000) == 5.0
+    assert requests_slower_than(buckets, 150) == 50.0
+    assert requests_slower_than(buckets, 50) is None  # no bound at or below 50 ms: cannot tell
+    assert requests_slower_than([], 200) is None
+    # any order; without an +Inf bucket the largest count is the total; extrapolation noise clipped
+    assert requests_slower_than([(0.35, 95.0), (0.2, 80.0)], 200) == 15.0
+    assert requests_slower_than([(0.2, 100.4), (math.inf, 100.0)], 200) == 0.0
+
+    sla = BOOKS.thresholds.sla_for("testbed", Channel.TEXT)  # P99.99 <= 200 ms
+    current = stats(channel=Channel.TEXT, requests=100, buckets=buckets)
+    reference = stats(channel=Channel.TEXT, requests=40, buckets=[(0.2, 39.0), (math.inf, 40.0)])
+    metrics, _ = evaluate_channel(current, reference, sla, BOOKS.thresholds.dynamic)
+    assert (metrics.slow_requests, metrics.reference_slow_requests) == (20.0, 1.0)
+    stored = json.loads(json.dumps(metrics.model_dump(mode="json")))
+    assert (stored["slow_requests"], stored["reference_slow_requests"]) == (20.0, 1.0)
+    no_histogram, _ = evaluate_channel(
+        stats(channel=Channel.TEXT), stats(channel=Channel.TEXT), sla, BOOKS.thresholds.dynamic
+    )
+    assert no_histogram.slow_requests is None and no_histogram.reference_slow_requests is None
 
 
 def test_error_findings_5xx_versus_4xx() -> None:

@@ -70,6 +70,30 @@ def test_repo_runbooks_load_with_the_seed_values() -> None:
     assert t.gates_for("testbed").p99_gate_ms(Channel.TEXT) == 1200
 
 
+def test_the_decision_policy_loads_with_the_seed_values() -> None:
+    d = load_runbooks(REPO_RUNBOOKS, environ={}).decision
+    assert (d.risk.risk_threshold, d.risk.error_margin, d.risk.min_requests) == (0.95, 0.005, 50)
+    assert [r.id for r in d.precedence] == [
+        "canary_gate_breach",
+        "critical_canary_finding",
+        "bayesian_risk",
+        "phase2_evidence",
+        "insufficient_evidence",
+        "continue",
+    ]
+    assert [s.percent for s in d.canary.stages] == [2, 15, 100]
+    assert d.human_gate_for("L4").choice == "rollback" and d.human_gate_for("L2").choice == "hold"
+    assert d.human_gate.sensitive_rollback_methods == []
+
+
+def test_the_decisions_required_checks_are_golden_window_checks(books_dir: Path) -> None:
+    _edit(books_dir / "decision.yaml", "metrics_sla]", "metrics_slo]")
+    with pytest.raises(
+        RunbookError, match=r"evidence.required_checks\[2\]: metrics_slo is not a golden_window"
+    ):
+        load_runbooks(books_dir, environ={})
+
+
 def test_ports_in_targets_come_from_the_environment() -> None:
     default = load_runbooks(REPO_RUNBOOKS, environ={}).targets.get("testbed")
     assert str(default.versions["canary"].base_url) == "http://127.0.0.1:8102/"
@@ -129,6 +153,46 @@ def test_ports_in_targets_come_from_the_environment() -> None:
             "targets[0].rollback",
             "gateway_weight",
             "method: helm_rollback",
+        ),
+        (
+            "decision.yaml",
+            "risk_threshold: 0.95",
+            "risk_threshold: 1.5",
+            "risk.risk_threshold",
+            "less than 1",
+            "risk_threshold: 1.5",
+        ),
+        (
+            "decision.yaml",
+            "L4: {choice: rollback,",
+            "L4: {choice: panic,",
+            "human_gate.grades.L4.choice",
+            "'rollback', 'hold' or 'continue'",
+            "L4: {choice: panic,",
+        ),
+        (
+            "decision.yaml",
+            "sensitive_rollback_methods: []",
+            "sensitive_rollback_methods: [helm]",
+            "human_gate.sensitive_rollback_methods",
+            "unknown rollback method(s) helm; targets.yaml knows: gateway_weight",
+            "sensitive_rollback_methods: [helm]",
+        ),
+        (
+            "decision.yaml",
+            "    outcome: rollback\n  - id: critical_canary_finding",
+            "    outcome: continue\n  - id: critical_canary_finding",
+            "precedence",
+            "a rule's outcome is fixed by what it tests: canary_gate_breach -> rollback",
+            "precedence:",
+        ),
+        (
+            "decision.yaml",
+            "- {percent: 15, max_risk: 0.05, min_requests: 10000}",
+            "- {percent: 1, max_risk: 0.05, min_requests: 10000}",
+            "canary.stages",
+            "stages must be in increasing percent order",
+            "stages:",
         ),
     ],
 )
@@ -192,7 +256,8 @@ def test_unset_variable_without_default_is_named(books_dir: Path) -> None:
 
 def test_cli_validate_exit_codes(books_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runbooks", "validate", "--dir", str(books_dir)]) == 0
-    assert "8 problem types" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "8 problem types" in out and "6 decision rules" in out and "decision.yaml" in out
     _edit(books_dir / "thresholds.yaml", "error_rate: 0.05", "error_rate: lots")
     assert main(["runbooks", "validate", "--dir", str(books_dir)]) == 1
     out = capsys.readouterr().err

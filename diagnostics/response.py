@@ -1,0 +1,162 @@
+"""The decision and the response, as the incident DAG runs them: decide, act, verify, hold.
+
+Like :mod:`diagnostics.golden_window` this is the I/O seam between the DAG and the pure library: it
+reads the stored phase-1 results, calls :func:`diagnostics.decision.decide` and
+:func:`diagnostics.rollback.apply`, and stores every result under
+``<artifacts>/<incident id>/<phase>/<name>.json``. XCom gets briefs only. Nothing here raises for an
+unreachable dependency: the decision turns missing evidence into ``insufficient_evidence``, an action
+that cannot reach its control API is a failed action result (with its audit record).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from diagnostics.artifacts import ArtifactError, read_result, write_result
+from diagnostics.config import Settings
+from diagnostics.decision import Decision, decide, inputs_from_results
+from diagnostics.golden_window import PHASE as PHASE1
+from diagnostics.golden_window import EvidenceSources
+from diagnostics.incident import Incident
+from diagnostics.results import CheckResult, Status
+from diagnostics.rollback import ActionResult, apply
+from diagnostics.runbooks import load_runbooks
+from diagnostics.runbooks.decision import HUMAN_OPTIONS
+
+log = logging.getLogger("triage24.response")
+
+DECISION_PHASE = "decision"
+ACTION_PHASE = "response"
+
+
+def state_dir(settings: Settings | None = None) -> Path:
+    """Where actions keep their lock, rate limit and audit log (shared by every worker of one host)."""
+    return (settings or Settings()).home / "actions"
+
+
+def _incident(incident: dict[str, Any] | Incident) -> Incident:
+    return incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+
+
+def _stored(root: Path, incident_id: str, phase: str, name: str) -> dict[str, Any] | None:
+    try:
+        return read_result(root, incident_id, phase, name)
+    except ArtifactError:
+        return None  # never stored: missing evidence, which the decision weighs as such
+
+
+def _canary_weight(inc: Incident) -> float | None:
+    """The gateway's canary weight now (the staged policy's position), or None when unknown."""
+    from diagnostics.rollback.base import ActionError, driver_for
+
+    target = load_runbooks().targets.get(inc.target)
+    if target.rollback.method != "gateway_weight":
+        return None
+    try:
+        weight = driver_for(target, os.environ).read().summary.get("canary_weight")
+    except ActionError as exc:
+        log.warning("canary weight unknown: %s", exc.reason)
+        return None
+    return float(weight) if isinstance(weight, int | float) else None
+
+
+def decide_and_store(incident: dict[str, Any] | Incident) -> Decision:
+    """The incident's decision from its stored phase-1 (and, later, phase-2) results."""
+    inc = _incident(incident)
+    books = load_runbooks()
+    root = Settings().artifacts
+    target = books.targets.get(inc.target)
+    inputs = inputs_from_results(
+        inc.model_dump(mode="json"),
+        _stored(root, inc.incident_id, PHASE1, "metrics_sla"),
+        _stored(root, inc.incident_id, PHASE1, "summary"),
+        None,  # phase 2 (deep diagnosis) is not wired yet: absent means "not measured"
+        canary_weight_percent=_canary_weight(inc),
+        target=target,
+    )
+    decision = decide(inputs, books.decision)
+    path = write_result(root, inc.incident_id, DECISION_PHASE, "decision", decision)
+    log.info("decision: %s by rule %s (%s)", decision.outcome.value, decision.rule, path)
+    for line in decision.reasons[:10]:
+        log.info("  reason: %s", line)
+    return decision
+
+
+def decision_markdown(decision: Decision) -> str:
+    """What the on-call engineer reads at the human gate."""
+    lines = [
+        f"**Decision:** `{decision.outcome.value}` by rule `{decision.rule}` — {decision.rule_description}",
+        "",
+        f"**Summary:** {decision.summary}",
+        "",
+        "**Reasons:**",
+        *[f"- {r}" for r in decision.reasons[:12]],
+        "",
+        f"If nobody answers within {decision.human_gate.timeout_s:g} s, the default applies: "
+        f"**{HUMAN_OPTIONS[decision.human_gate.choice.value]}**"
+        + (" (and the incident escalates)." if decision.human_gate.escalate else "."),
+    ]
+    return "\n".join(lines)
+
+
+def act_and_store(
+    incident: dict[str, Any] | Incident,
+    action: Literal["rollback", "promote"],
+    *,
+    promote_to: float | None = None,
+    decided_by: str = "decision",
+) -> ActionResult:
+    """Apply the target's rollback (or promotion) method; dry runs only read and report."""
+    inc = _incident(incident)
+    target = load_runbooks().targets.get(inc.target)
+    result = apply(
+        action,
+        target,
+        incident_id=inc.incident_id,
+        dry_run=inc.dry_run,
+        state_dir=state_dir(),
+        promote_to=promote_to,
+    )
+    result.details["decided_by"] = decided_by
+    path = write_result(Settings().artifacts, inc.incident_id, ACTION_PHASE, result.check, result)
+    log.info("%s: %s - %s (%s)", action, result.status.value, result.summary, path)
+    return result
+
+
+def verify_and_store(
+    incident: dict[str, Any] | Incident,
+    sources: EvidenceSources | None = None,
+    timeout_s: float = 300.0,
+    interval_s: float = 5.0,
+) -> CheckResult:
+    """Poll health, the gateway weight and the stable version's metrics until recovered or timeout."""
+    from diagnostics.metrics import reader_for
+    from diagnostics.rollback.verify import gateway_probe, verify_recovery
+
+    inc = _incident(incident)
+    books = load_runbooks()
+    src = sources or EvidenceSources.from_settings()
+    reader = reader_for(src.prometheus_url, src.prometheus_headers, src.http_timeout_s)
+    probe = gateway_probe(books.targets.get(inc.target), books.thresholds, reader, src.http_timeout_s)
+    result: CheckResult = verify_recovery(probe, timeout_s=timeout_s, interval_s=interval_s)
+    write_result(Settings().artifacts, inc.incident_id, ACTION_PHASE, result.check, result)
+    log.info("recovery: %s - %s", result.status.value, result.summary)
+    return result
+
+
+def hold_and_store(incident: dict[str, Any] | Incident, decided_by: str, escalate: bool) -> CheckResult:
+    """Record that the canary is held as it is (no change) and whether the incident escalates."""
+    inc = _incident(incident)
+    result = CheckResult(
+        check="hold",
+        status=Status.DEGRADED if escalate else Status.OK,
+        summary=f"canary held as it is ({decided_by})"
+        + ("; escalated to the next on-call level" if escalate else ""),
+        details={"decided_by": decided_by, "escalate": escalate},
+    )
+    write_result(Settings().artifacts, inc.incident_id, ACTION_PHASE, "hold", result)
+    log.warning("%s", result.summary)
+    return result

@@ -1,0 +1,537 @@
+"""Every precedence rule fires on a crafted input and records its reasons and numbers; missing data
+never rolls back and never passes; stable-only findings do not roll the canary back; promotion only
+under the stage's bound."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from diagnostics.decision import (
+    Decision,
+    DecisionInputs,
+    FindingBrief,
+    Outcome,
+    Phase2Evidence,
+    decide,
+)
+from diagnostics.metrics.sla import CanaryGateResult, GateVerdict
+from diagnostics.results import Status
+from diagnostics.runbooks.decision import DecisionPolicy, HumanChoice
+from diagnostics.runbooks.schemas import Channel, Severity
+from tests.diagnostics.decision.builders import (
+    CHANNELS,
+    GATES,
+    POLICY,
+    counts,
+    gate_result,
+    healthy,
+    phase1,
+)
+
+
+def finding(problem: str, version: str | None, severity: Severity = Severity.CRITICAL) -> FindingBrief:
+    return FindingBrief(
+        severity=severity,
+        problem=problem,
+        component="embedding",
+        version=version,
+        evidence=f"{version} clip-shapes (embedding): sha256 9bdaad55… ≠ pinned 1234abcd…",
+    )
+
+
+def with_policy(**changes: object) -> DecisionPolicy:
+    """The repo policy with some sections replaced (dotted: 'human_gate.sensitive_rollback_methods')."""
+    data = POLICY.model_dump(mode="json")
+    for key, value in changes.items():
+        section, _, field = key.partition(".")
+        if field:
+            data[section][field] = value
+        else:
+            data[section] = value
+    return DecisionPolicy.model_validate(data)
+
+
+def trace(d: Decision) -> dict[str, bool]:
+    return {r.rule: r.matched for r in d.trace}
+
+
+# --- the healthy baseline and the stored shape -----------------------------------------------------
+
+
+def test_a_healthy_canary_continues_and_is_promoted() -> None:
+    d = decide(healthy(), POLICY)
+    assert (d.outcome, d.status, d.rule, d.check) == (Outcome.CONTINUE, Status.OK, "continue", "decision")
+    assert d.promote_to == 15 and not d.fast_path and not d.needs_human
+    assert d.max_risk is not None and d.max_risk < 0.1
+    assert len(d.risks) == 4  # text and image, errors and latency
+    assert d.reasons[0].startswith("nothing argues for rollback; max risk 0.0")
+    assert any(r.startswith("promote 2 % -> 15 %: max risk 0.0") for r in d.reasons)
+    # every rule is evaluated and recorded, in the file's order
+    assert [r.rule for r in d.trace] == [r.id for r in POLICY.precedence]
+    assert trace(d) == {
+        "canary_gate_breach": False,
+        "critical_canary_finding": False,
+        "bayesian_risk": False,
+        "phase2_evidence": False,
+        "insufficient_evidence": False,
+        "continue": True,
+    }
+    # phase 2 absent is "not measured", recorded, never a pass
+    assert "phase2_evidence: phase 2 not measured: drift and consistency unknown (not counted as a pass)" in (
+        d.reasons
+    )
+    # the thresholds used travel with it
+    assert d.thresholds.risk == POLICY.risk and d.thresholds.gate_min_requests == 50
+    assert d.thresholds.stage is not None and d.thresholds.stage.percent == 2
+    assert d.thresholds.next_stage is not None and d.thresholds.next_stage.percent == 15
+    assert d.summary == (
+        "testbed: continue (continue): nothing argues for rollback; "
+        f"max risk {d.max_risk:.4f}; promote to 15 %"
+    )
+
+
+def test_the_decision_round_trips_as_a_stored_result() -> None:
+    d = decide(healthy(grade="L4"), POLICY)
+    stored = json.loads(json.dumps(d.model_dump(mode="json")))
+    assert stored["check"] == "decision" and stored["status"] == "ok" and stored["outcome"] == "continue"
+    assert Decision.model_validate(stored) == d
+    brief = d.brief()
+    assert brief["outcome"] == "continue" and brief["human_gate"]["choice"] == "rollback"
+    assert len(json.dumps(brief)) < 4000  # XCom-sized
+
+
+# --- (a) the fast path -------------------------------------------------------------------------------
+
+
+def test_a_sustained_gate_breach_is_the_fast_path() -> None:
+    d = decide(healthy(gate=gate_result(p99=1830, requests=412)), POLICY)
+    assert (d.outcome, d.status, d.rule, d.fast_path) == (
+        Outcome.ROLLBACK,
+        Status.FAILED,
+        "canary_gate_breach",
+        True,
+    )
+    assert d.reasons[0] == (
+        "canary gate breach (fast path): text p99_latency_ms 1830 ms > 1200 ms (recent half 1830 ms), "
+        "412 requests >= min_requests 50, sustained 300 s; stable 110 ms"
+    )
+    assert d.summary.startswith("testbed: rollback (canary_gate_breach, fast path): canary gate breach")
+    assert not d.needs_human  # gateway_weight is not sensitive in the repo policy
+
+
+def test_a_5xx_breach_must_be_significant_to_take_the_fast_path() -> None:
+    # 2 of 300 is 0.67 % > 0.5 %, but a canary at the limit shows that 44 % of the time
+    from diagnostics.metrics import combine_gates, evaluate_channel_gate
+    from tests.diagnostics.decision.builders import window
+
+    def gate_with(errors_5xx: float, requests: float) -> CanaryGateResult:
+        trailing = window(requests, errors=errors_5xx).model_copy(update={"errors_5xx": errors_5xx})
+        recent = window(requests / 2, errors=errors_5xx / 2).model_copy(update={"errors_5xx": errors_5xx / 2})
+        return combine_gates(GATES, [evaluate_channel_gate(GATES, Channel.TEXT, trailing, recent)])
+
+    weak = gate_with(2, 300)
+    assert weak.verdict is GateVerdict.BREACH
+    d = decide(healthy(gate=weak), POLICY)
+    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE and not d.fast_path and d.needs_human
+    assert "P(noise at the limit) 0.443" in " ".join(d.reasons)
+    strong = decide(healthy(gate=gate_with(30, 300)), POLICY)  # 10 %: no doubt
+    assert strong.rule == "canary_gate_breach" and strong.fast_path
+    assert "P(noise at the limit) " in strong.reasons[0] and "< 0.01" in strong.reasons[0]
+
+
+def test_a_breach_of_a_canary_younger_than_the_window_is_not_sustained() -> None:
+    # every request of the 300 s window is in its recent half: the older half had no traffic
+    from diagnostics.metrics import combine_gates, evaluate_channel_gate
+    from tests.diagnostics.decision.builders import window
+
+    young = combine_gates(
+        GATES, [evaluate_channel_gate(GATES, Channel.TEXT, window(400, p99=2000), window(400, p99=2000))]
+    )
+    d = decide(healthy(gate=young), POLICY)
+    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE and not trace(d)["canary_gate_breach"]
+    assert any("text p99_latency_ms: 0 + 400 requests" in r for r in d.reasons)
+
+
+# --- (b) findings ------------------------------------------------------------------------------------
+
+
+def test_a_critical_canary_finding_rolls_back() -> None:
+    d = decide(healthy(phase1=phase1(finding("model_not_loaded", "canary"))), POLICY)
+    assert (d.outcome, d.rule, d.fast_path) == (Outcome.ROLLBACK, "critical_canary_finding", False)
+    assert d.reasons[0] == (
+        "critical canary finding: critical model_not_loaded on embedding (canary): "
+        "canary clip-shapes (embedding): sha256 9bdaad55… ≠ pinned 1234abcd…"
+    )
+
+
+def test_a_stable_only_finding_does_not_roll_the_canary_back() -> None:
+    d = decide(healthy(phase1=phase1(finding("service_unreachable", "stable"))), POLICY)
+    assert d.outcome is Outcome.CONTINUE
+    assert any(
+        r.startswith(
+            "critical_canary_finding: finding on stable, not a reason to roll the canary back: "
+            "critical service_unreachable"
+        )
+        for r in d.reasons
+    )
+
+
+def test_a_finding_stable_shares_does_not_roll_back() -> None:
+    both = phase1(finding("model_not_loaded", "canary"), finding("model_not_loaded", "stable"))
+    d = decide(healthy(phase1=both), POLICY)
+    assert d.outcome is Outcome.CONTINUE and d.promote_to is None  # and the critical finding blocks promotion
+    assert any("also on stable, a rollback would not help" in r for r in d.reasons)
+    assert any("canary findings stand" in r for r in d.reasons)
+
+
+def test_a_high_canary_finding_does_not_roll_back_but_blocks_promotion() -> None:
+    d = decide(healthy(phase1=phase1(finding("http_5xx_burst", "canary", Severity.HIGH))), POLICY)
+    assert d.outcome is Outcome.CONTINUE and d.promote_to is None
+
+
+# --- (c) Bayesian risk -------------------------------------------------------------------------------
+
+
+def test_a_canary_ten_times_worse_rolls_back_on_risk() -> None:
+    bad = [counts(Channel.TEXT, canary=(1000, 100, 5)), counts(Channel.IMAGE)]
+    d = decide(healthy(channels=bad), POLICY)
+    assert (d.outcome, d.rule) == (Outcome.ROLLBACK, "bayesian_risk")
+    assert d.reasons[0].startswith("text errors: risk P(p_canary > p_stable + 0.005) = 1.0000 > 0.95; ")
+    assert "canary 100/1000 (10.00%)" in d.reasons[0] and "stable 600/60000 (1.00%)" in d.reasons[0]
+    text_error = next(r for r in d.risks if r.channel is Channel.TEXT and r.kind.value == "error")
+    assert text_error.verdict.value == "risky" and text_error.risk is not None and text_error.risk > 0.99
+
+
+def test_slow_requests_roll_back_on_latency_risk() -> None:
+    slow = [counts(Channel.TEXT), counts(Channel.IMAGE, canary=(3000, 30, 150))]  # 5 % vs 0.5 % SLA-slow
+    d = decide(healthy(channels=slow), POLICY)
+    assert (d.outcome, d.rule) == (Outcome.ROLLBACK, "bayesian_risk")
+    assert d.reasons[0].startswith("image SLA-slow requests: risk P(p_canary > p_stable + 0.005) = ")
+
+
+# --- (d) phase 2 ---------------------------------------------------------------------------------------
+
+
+def test_level_2_drift_rolls_back() -> None:
+    d = decide(healthy(phase2=Phase2Evidence(drift={Channel.IMAGE: 2, Channel.TEXT: 0})), POLICY)
+    assert (d.outcome, d.rule) == (Outcome.ROLLBACK, "phase2_evidence")
+    assert d.reasons[0] == "drift level 2 >= 2 on canary image"
+
+
+def test_a_failed_consistency_check_rolls_back() -> None:
+    d = decide(healthy(phase2=Phase2Evidence(consistency={"clip_consistency": Status.FAILED})), POLICY)
+    assert (d.outcome, d.rule) == (Outcome.ROLLBACK, "phase2_evidence")
+    assert d.reasons[0] == "consistency check clip_consistency failed on canary"
+
+
+def test_level_1_drift_and_unmeasured_channels_do_not_roll_back() -> None:
+    p2 = Phase2Evidence(drift={Channel.IMAGE: 1, Channel.AUDIO: None}, consistency={"asr_check": Status.OK})
+    d = decide(healthy(phase2=p2), POLICY)
+    assert d.outcome is Outcome.CONTINUE
+    assert "phase2_evidence: phase 2: audio drift not measured" in d.reasons
+
+
+# --- (e) insufficient evidence -----------------------------------------------------------------------
+
+
+def test_metrics_missing_is_insufficient_and_asks_a_human() -> None:
+    d = decide(
+        healthy(metrics_status=Status.INSUFFICIENT_EVIDENCE, metrics_summary="testbed: no metrics: refused"),
+        POLICY,
+    )
+    assert (d.outcome, d.status, d.rule) == (
+        Outcome.INSUFFICIENT_EVIDENCE,
+        Status.INSUFFICIENT_EVIDENCE,
+        "insufficient_evidence",
+    )
+    assert d.needs_human and d.promote_to is None
+    assert d.reasons[0] == "metrics_sla insufficient evidence: testbed: no metrics: refused"
+    # the human gate for L3: hold, 900 s, escalate
+    assert (d.human_gate.choice, d.human_gate.timeout_s, d.human_gate.escalate) == (
+        HumanChoice.HOLD,
+        900,
+        True,
+    )
+    assert d.summary.endswith("needs a human (default hold after 900 s, L3)")
+
+
+def test_gate_insufficient_is_insufficient() -> None:
+    gate = CanaryGateResult(
+        verdict=GateVerdict.INSUFFICIENT_EVIDENCE,
+        sustained_s=300,
+        min_requests=50,
+        reason="text: 12 canary requests < min_requests 50 in 300 s",
+    )
+    d = decide(healthy(gate=gate), POLICY)
+    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE
+    assert (
+        d.reasons[0]
+        == "canary gate insufficient evidence: text: 12 canary requests < min_requests 50 in 300 s"
+    )
+
+
+def test_too_few_canary_requests_on_a_served_channel_is_insufficient() -> None:
+    few = [counts(Channel.TEXT), counts(Channel.IMAGE, canary=(30, 0, 0))]
+    d = decide(healthy(channels=few), POLICY)
+    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE
+    assert "image error: canary 30 requests < min_requests 50" in d.reasons
+
+
+def test_no_latency_histogram_is_insufficient() -> None:
+    d = decide(
+        healthy(channels=[counts(Channel.TEXT, canary=(3000, 30, None)), counts(Channel.IMAGE)]), POLICY
+    )
+    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE
+    assert "text latency: canary SLA-slow requests not measured (no latency histogram)" in d.reasons
+
+
+def test_a_required_check_without_evidence_is_insufficient() -> None:
+    d = decide(healthy(phase1=phase1(model_integrity=Status.INSUFFICIENT_EVIDENCE)), POLICY)
+    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE
+    assert d.reasons == [
+        *d.reasons[:1],
+        *d.reasons[1:],
+    ] and "required check model_integrity: insufficient evidence" in (d.reasons)
+    missing = decide(healthy(phase1=phase1(missing="health_snapshot")), POLICY)
+    assert "required check health_snapshot has no result" in missing.reasons
+    # log classification is not required: its missing evidence does not stop the canary
+    logs = decide(healthy(phase1=phase1(log_classification=Status.INSUFFICIENT_EVIDENCE)), POLICY)
+    assert logs.outcome is Outcome.CONTINUE
+
+
+def test_no_canary_traffic_at_all_is_insufficient() -> None:
+    idle = [counts(ch, canary=(0, 0, 0)) for ch in CHANNELS]
+    d = decide(healthy(channels=idle), POLICY)
+    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE
+    assert "the canary served no requests on any channel in the window" in d.reasons
+
+
+def test_a_policy_can_require_phase_2() -> None:
+    strict = with_policy(**{"evidence.require_phase2": True})
+    assert decide(healthy(), strict).outcome is Outcome.INSUFFICIENT_EVIDENCE
+    assert decide(healthy(phase2=Phase2Evidence(drift={Channel.TEXT: 0})), strict).outcome is Outcome.CONTINUE
+
+
+# --- (f) promotion -----------------------------------------------------------------------------------
+
+
+def test_promotion_only_below_the_stages_bound() -> None:
+    # 160 of 12 000 errors (1.33 %) against stable's 1 %: risk ≈ 0.072, under the 2 % stage's bound
+    # 0.1 (promote) but not under the 15 % stage's 0.05 (stay)
+    mild = [counts(ch, canary=(12000, 160, 60)) for ch in CHANNELS]
+    at_2 = decide(healthy(canary_weight_percent=2, channels=mild), POLICY)
+    at_15 = decide(healthy(canary_weight_percent=15, channels=mild), POLICY)
+    assert at_2.max_risk == at_15.max_risk
+    assert at_2.max_risk is not None and 0.05 < at_2.max_risk < 0.1
+    assert (at_2.outcome, at_2.promote_to) == (Outcome.CONTINUE, 15)
+    assert (at_15.outcome, at_15.promote_to) == (Outcome.CONTINUE, None)
+    assert (
+        f"stay at 15 %: max risk {at_15.max_risk:.4f} not under the 15 % stage's bound 0.05" in at_15.reasons
+    )
+    clean = [counts(ch, canary=(12000, 120, 60)) for ch in CHANNELS]
+    assert decide(healthy(canary_weight_percent=15, channels=clean), POLICY).promote_to == 100
+
+
+def test_promotion_needs_the_stages_requests() -> None:
+    young = [counts(ch, canary=(1500, 15, 7)) for ch in CHANNELS]  # 1500 < the 2 % stage's 2000
+    d = decide(healthy(channels=young), POLICY)
+    assert d.outcome is Outcome.CONTINUE and d.promote_to is None
+    assert any(
+        "fewer than the 2 % stage's 2000 canary requests on text (1500), image (1500)" in r for r in d.reasons
+    )
+
+
+def test_no_promotion_without_a_known_weight_or_beyond_100() -> None:
+    assert decide(healthy(canary_weight_percent=None), POLICY).promote_to is None
+    full = decide(healthy(canary_weight_percent=100), POLICY)
+    assert full.promote_to is None and "canary at 100 %: no further stage" in full.reasons
+    between = decide(healthy(canary_weight_percent=5), POLICY)  # between stages: at 2 %'s bound, to 15 %
+    assert between.promote_to == 15
+
+
+# --- the policy is data -------------------------------------------------------------------------------
+
+
+def test_the_order_of_the_rules_is_the_files() -> None:
+    # insufficient evidence before the gate: a breach on text with too few requests on image asks a human
+    reordered = [
+        r for r in POLICY.model_dump(mode="json")["precedence"] if r["id"] != "insufficient_evidence"
+    ]
+    reordered.insert(
+        0, next(r.model_dump(mode="json") for r in POLICY.precedence if r.id == "insufficient_evidence")
+    )
+    policy = with_policy(precedence=reordered)
+    inputs = healthy(
+        gate=gate_result(p99=1830, requests=412),
+        channels=[counts(Channel.TEXT), counts(Channel.IMAGE, canary=(30, 0, 0))],
+    )
+    assert decide(inputs, POLICY).rule == "canary_gate_breach"
+    assert decide(inputs, policy).rule == "insufficient_evidence"
+
+
+def test_a_sensitive_method_needs_a_human_even_for_an_automatic_rollback() -> None:
+    sensitive = with_policy(**{"human_gate.sensitive_rollback_methods": ["gateway_weight"]})
+    bad = healthy(gate=gate_result(p99=1830, requests=412))
+    assert not decide(bad, POLICY).needs_human
+    d = decide(bad, sensitive)
+    assert d.outcome is Outcome.ROLLBACK and d.needs_human
+    assert d.reasons[-1] == "rollback method gateway_weight of testbed is sensitive: a human approves"
+    # targets.yaml can mark one target sensitive, and a promotion is a change too
+    assert decide(healthy(rollback_sensitive=True), POLICY).needs_human
+    # no change, no human: a healthy canary that stays where it is
+    assert not decide(healthy(rollback_sensitive=True, canary_weight_percent=None), POLICY).needs_human
+
+
+def test_the_human_gate_default_per_grade() -> None:
+    assert POLICY.human_gate_for("L4").choice is HumanChoice.ROLLBACK
+    assert POLICY.human_gate_for("L4").timeout_s == 300
+    for grade in ("L1", "L2", "L3"):
+        gate = POLICY.human_gate_for(grade)
+        assert gate.choice is HumanChoice.HOLD and gate.escalate
+    assert POLICY.human_gate_for(None).choice is HumanChoice.HOLD
+    with pytest.raises(ValueError, match="grade: 'L9' is not one of L1-L4"):
+        POLICY.human_gate_for("L9")
+    d = decide(healthy(grade=None, metrics_status=Status.INSUFFICIENT_EVIDENCE), POLICY)
+    assert d.summary.endswith("needs a human (default hold after 1800 s, ungraded)")
+
+
+def test_a_dry_run_decides_the_same_and_says_so() -> None:
+    wet, dry = decide(healthy(), POLICY), decide(healthy(dry_run=True), POLICY)
+    assert (dry.outcome, dry.promote_to) == (wet.outcome, wet.promote_to)
+    assert dry.reasons[-1] == "dry run: the decision is recorded, no change is applied"
+
+
+# --- missing data never rolls back, never passes (hypothesis) ----------------------------------------
+
+_counts = st.floats(min_value=0, max_value=1e5, allow_nan=False)
+
+
+@st.composite
+def missing_inputs(draw: st.DrawFn) -> DecisionInputs:
+    """Inputs with no evidence for rollback (gate not breached, no canary finding, phase 2 clean or
+    absent, canary no worse than stable), and with evidence missing in at least one way."""
+    kind = draw(
+        st.sampled_from(
+            [
+                "no_metrics",
+                "metrics_insufficient",
+                "gate_missing",
+                "gate_insufficient",
+                "few_canary",
+                "no_histogram",
+                "check_missing",
+                "idle",
+            ]
+        )
+    )
+    channels = []
+    for ch in draw(st.lists(st.sampled_from(list(Channel)), min_size=1, max_size=4, unique=True)):
+        n_s = draw(st.floats(min_value=50, max_value=1e5))
+        rate = draw(st.floats(min_value=0, max_value=0.2))
+        slow_rate = draw(st.floats(min_value=0, max_value=0.2))
+        n_c = draw(st.floats(min_value=0, max_value=1e4))
+        # the canary is no worse than stable: its failure rates are at most stable's
+        c_rate = draw(st.floats(min_value=0, max_value=1)) * rate
+        c_slow = draw(st.floats(min_value=0, max_value=1)) * slow_rate
+        channels.append(
+            counts(
+                ch,
+                canary=(n_c, n_c * c_rate, n_c * c_slow),
+                stable=(n_s, n_s * rate, n_s * slow_rate),
+                reference=(draw(_counts), 0, 0),
+            )
+        )
+    overrides: dict[str, object] = {
+        "channels": channels,
+        "grade": draw(st.sampled_from([None, "L1", "L2", "L3", "L4"])),
+    }
+    gate = draw(st.sampled_from([gate_result(), None]))
+    overrides["gate"] = gate
+    if kind == "no_metrics":
+        overrides.update(metrics_status=None, gate=None, channels=[])
+    elif kind == "metrics_insufficient":
+        overrides.update(metrics_status=Status.INSUFFICIENT_EVIDENCE)
+    elif kind == "gate_missing":
+        overrides.update(gate=None)
+    elif kind == "gate_insufficient":
+        overrides.update(
+            gate=CanaryGateResult(verdict=GateVerdict.INSUFFICIENT_EVIDENCE, sustained_s=300, min_requests=50)
+        )
+    elif kind == "few_canary":
+        short = channels[0].model_copy(
+            update={
+                "canary": channels[0].canary.model_copy(
+                    update={"requests": draw(st.floats(min_value=0.5, max_value=49.9))}
+                )
+            }
+        )
+        overrides["channels"] = [short, *channels[1:]]
+    elif kind == "no_histogram":
+        first = channels[0]
+        overrides["channels"] = [
+            first.model_copy(
+                update={
+                    "canary": first.canary.model_copy(
+                        update={"requests": max(first.canary.requests, 60), "slow_requests": None}
+                    )
+                }
+            ),
+            *channels[1:],
+        ]
+    elif kind == "check_missing":
+        overrides["phase1"] = draw(
+            st.sampled_from(
+                [None, phase1(missing="metrics_sla"), phase1(model_integrity=Status.INSUFFICIENT_EVIDENCE)]
+            )
+        )
+    else:  # idle: the canary served nothing
+        overrides["channels"] = [
+            c.model_copy(update={"canary": c.canary.model_copy(update={"requests": 0})}) for c in channels
+        ]
+    if draw(st.booleans()):
+        overrides["phase2"] = Phase2Evidence(drift={Channel.TEXT: draw(st.sampled_from([0, 1, None]))})
+    return healthy(**overrides)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(missing_inputs())
+def test_missing_data_is_never_a_rollback_nor_a_pass(inputs: DecisionInputs) -> None:
+    d = decide(inputs, POLICY)
+    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE, d.summary
+    assert d.status is Status.INSUFFICIENT_EVIDENCE and d.needs_human and d.promote_to is None
+
+
+@st.composite
+def partial_inputs(draw: st.DrawFn) -> DecisionInputs:
+    """Any counts at all (the canary may be worse), with one channel's canary evidence missing."""
+    channels = [
+        counts(
+            ch,
+            canary=(draw(_counts), draw(_counts), draw(st.one_of(st.none(), _counts))),
+            stable=(draw(_counts), draw(_counts), draw(st.one_of(st.none(), _counts))),
+        )
+        for ch in CHANNELS
+    ]
+    hole = channels[0].model_copy(
+        update={
+            "canary": channels[0].canary.model_copy(
+                update={"requests": draw(st.floats(min_value=1, max_value=49)), "slow_requests": None}
+            )
+        }
+    )
+    return healthy(channels=[hole, channels[1]])
+
+
+@settings(max_examples=200, deadline=None)
+@given(partial_inputs())
+def test_a_hole_in_the_evidence_never_continues(inputs: DecisionInputs) -> None:
+    d = decide(inputs, POLICY)
+    assert d.outcome is not Outcome.CONTINUE
+    if d.outcome is Outcome.ROLLBACK:  # only on evidence that is there: another channel's risk
+        assert d.rule == "bayesian_risk" and not any(
+            r.channel is Channel.TEXT for r in d.risks if r.verdict.value == "risky"
+        )

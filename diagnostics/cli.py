@@ -245,9 +245,19 @@ def _demo_incident(stack: Any, fault: str, say: Callable[[str], None]) -> str | 
         f"suspected component: [bold]{s.get('suspected_component')}[/bold] "
         f"({s.get('suspected_version') or 'no version'}); canary gate: {(s.get('gate') or {}).get('verdict')}"
     )
+    d = inc.decision
+    if d:
+        console.print(
+            f"[bold]decision: {d.get('outcome')}[/bold] (rule {d.get('rule')}"
+            + (", fast path" if d.get("fast_path") else "")
+            + f"): {d.get('summary')}"
+        )
+    for name, r in inc.response.items():
+        status = str(r.get("status"))
+        console.print(f"{name}: [{STATUS_STYLE.get(status, 'white')}]{status}[/] {r.get('summary')}")
     console.print(
-        f"fault -> incident run {inc.alert_to_run_s:.1f} s; phase 1 took {inc.run_s:.1f} s; "
-        f"evidence in {inc.artifacts}"
+        f"fault -> incident run {inc.alert_to_run_s:.1f} s; the run (phase 1, decision, response) took "
+        f"{inc.run_s:.1f} s; evidence in {inc.artifacts}"
     )
     if inc.state != "success":
         return None

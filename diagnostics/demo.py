@@ -2,13 +2,15 @@
 
 A fault is injected into the testbed's canary through its admin API; Prometheus scrapes the effect,
 its rule fires, Alertmanager groups the alert and posts it to the Triage24 intake, the intake creates
-an ``incident_response`` run, and the run stores its phase-1 evidence under the artifact root. This
-module waits for each of those steps (bounded), reads what the run concluded, and always clears the
-fault again. Nothing here shortcuts the chain: if the alert never arrives, the demo says so.
+an ``incident_response`` run, the run stores its phase-1 evidence, decides, and (for this fault)
+rolls the canary back at the gateway and verifies the recovery. This module waits for each of those
+steps (bounded), reads what the run concluded, and always clears the fault and restores the canary
+weight afterwards. Nothing here shortcuts the chain: if the alert never arrives, the demo says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +51,9 @@ class DemoIncident:
     artifacts: Path
     summary: dict[str, Any]
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    decision: dict[str, Any] = field(default_factory=dict)
+    response: dict[str, dict[str, Any]] = field(default_factory=dict)
+    weight_before: float | None = None
 
 
 def _admin(settings: Settings, token: str, method: str, body: dict[str, Any] | None = None) -> None:
@@ -56,6 +61,17 @@ def _admin(settings: Settings, token: str, method: str, body: dict[str, Any] | N
     resp = httpx.request(method, url, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10)
     if resp.status_code != 200:
         raise DemoError(f"testbed canary admin API {method} {url}: HTTP {resp.status_code} {resp.text[:200]}")
+
+
+def _weight(settings: Settings, token: str, set_to: float | None = None) -> float:
+    """The gateway's canary weight (set it first when ``set_to`` is given)."""
+    url = f"{settings.testbed_gateway_url}/admin/routing"
+    auth = {"Authorization": f"Bearer {token}"}
+    if set_to is not None:
+        httpx.put(url, json={"canary_weight": set_to}, headers=auth, timeout=10).raise_for_status()
+    resp = httpx.get(url, headers=auth, timeout=10)
+    resp.raise_for_status()
+    return float(resp.json()["canary_weight"])
 
 
 def _new_incident_run(api: AirflowApi, since: datetime) -> dict[str, Any] | None:
@@ -85,6 +101,7 @@ def run_incident(
     spec = FAULTS[fault]
     api.wait_for_dag(INCIDENT_DAG)
     _admin(settings, admin_token, "DELETE")
+    weight_before = _weight(settings, admin_token)
     since = datetime.now(UTC)
     _admin(settings, admin_token, "POST", spec["body"])
     say(f"injected {fault} on the canary; waiting for rule {spec['alert']} -> Alertmanager -> intake")
@@ -117,6 +134,10 @@ def run_incident(
     finally:
         _admin(settings, admin_token, "DELETE")
         say("fault cleared")
+    if _weight(settings, admin_token) != weight_before:
+        # The demo's rollback is real; put the canary back so the next demo starts the same way.
+        _weight(settings, admin_token, weight_before)
+        say(f"canary weight restored to {weight_before:g} % for the next demo")
     root = settings.artifacts
     try:
         summary = read_result(root, run_id, PHASE, "summary")
@@ -128,7 +149,17 @@ def run_incident(
             checks[name] = read_result(root, run_id, PHASE, name)
         except ValueError:
             checks[name] = {"status": "missing", "summary": "no result stored"}
+    decision: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):
+        decision = read_result(root, run_id, "decision", "decision")
+    response: dict[str, dict[str, Any]] = {}
+    for name in ("rollback", "recovery_verification", "promotion", "hold"):
+        with contextlib.suppress(ValueError):
+            response[name] = read_result(root, run_id, "response", name)
     return DemoIncident(
+        decision=decision,
+        response=response,
+        weight_before=weight_before,
         fault=fault,
         run_id=run_id,
         state=str(done["state"]),

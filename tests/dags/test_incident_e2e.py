@@ -1,0 +1,225 @@
+"""The incident end to end on the real local stack: the testbed's canary breaks, Prometheus' rule
+fires, Alertmanager posts to the intake, the scheduler runs ``incident_response``, the decision rolls
+the canary back at the real gateway and the recovery is verified; with Prometheus down, the decision
+asks a human, who answers over Airflow's HITL REST API.
+
+One stack with the testbed (real models, about a minute to start) for the module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from diagnostics.stack import Stack
+from diagnostics.stack.airflow_api import AirflowApi
+from tests.conftest import stack_settings
+from tests.support.testbed_procs import require_models
+
+pytestmark = [pytest.mark.integration, pytest.mark.models]
+
+DAG_ID = "incident_response"
+
+
+@dataclass
+class E2E:
+    stack: Stack
+    api: AirflowApi
+
+    @property
+    def s(self) -> Any:
+        return self.stack.settings
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.stack.secrets['TRIAGE24_TESTBED_ADMIN_TOKEN']}"}
+
+    def weight(self, set_to: float | None = None) -> float:
+        url = f"{self.s.testbed_gateway_url}/admin/routing"
+        if set_to is not None:
+            httpx.put(url, json={"canary_weight": set_to}, headers=self.admin, timeout=10).raise_for_status()
+        return float(httpx.get(url, headers=self.admin, timeout=10).json()["canary_weight"])
+
+    def fault(self, body: dict[str, Any] | None) -> None:
+        url = f"http://127.0.0.1:{self.s.testbed_canary_port}/admin/faults"
+        if body is None:
+            httpx.delete(url, headers=self.admin, timeout=10).raise_for_status()
+        else:
+            httpx.post(url, json=body, headers=self.admin, timeout=10).raise_for_status()
+
+    def incident_runs(self) -> list[dict[str, Any]]:
+        resp = self.api.request("GET", f"/dags/{DAG_ID}/dagRuns", params={"limit": 100, "order_by": "-id"})
+        resp.raise_for_status()
+        return [r for r in resp.json()["dag_runs"] if str(r["dag_run_id"]).startswith("incident__")]
+
+    def stored(self, run_id: str, phase: str, name: str) -> dict[str, Any]:
+        return dict(json.loads((self.s.artifacts / run_id / phase / f"{name}.json").read_text()))
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout_s: float, interval_s: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    require_models()
+    stack = Stack(stack_settings(tmp_path_factory.mktemp("e2e") / "home"), with_testbed=True)
+    try:
+        stack.up(timeout_s=400)
+        with AirflowApi(stack.settings.airflow_url, "admin", stack.secrets["TRIAGE24_ADMIN_PASSWORD"]) as api:
+            api.wait_for_dag(DAG_ID, timeout_s=180)
+            yield E2E(stack, api)
+    finally:
+        stack.down()
+
+
+def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_verified(e2e: E2E) -> None:
+    assert e2e.weight(50) == 50
+    before = {r["dag_run_id"] for r in e2e.incident_runs()}
+    e2e.fault({"fault": "error_burst", "channel": "text", "magnitude": 0.5})
+    try:
+        # The canary's share of the steady traffic plus a burst of its own, so both the alert rule
+        # and the Bayesian risk have real numbers.
+        url = f"http://127.0.0.1:{e2e.s.testbed_canary_port}/v1/embeddings/text"
+
+        def one(_: int) -> int:
+            return httpx.post(url, json={"texts": ["a red circle"]}, timeout=30).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            codes = list(pool.map(one, range(120)))
+        assert 30 < codes.count(500) < 90, codes  # about half fail
+        run = wait_for(
+            "the Http5xxBurst alert to open an incident run",
+            lambda: next((r for r in e2e.incident_runs() if r["dag_run_id"] not in before), None),
+            timeout_s=180,
+        )
+        run_id = run["dag_run_id"]
+        done = e2e.api.wait_run(DAG_ID, run_id, timeout_s=420)
+    finally:
+        e2e.fault(None)
+    assert done["state"] == "success", done
+    assert run["conf"]["schema"] == "triage24.intake/v1" and run["conf"]["target"] == "testbed"
+    decision = e2e.stored(run_id, "decision", "decision")
+    assert decision["outcome"] == "rollback", decision["reasons"][:5]
+    assert decision["rule"] in ("canary_gate_breach", "bayesian_risk")
+    action = e2e.stored(run_id, "response", "rollback")
+    assert action["outcome"] == "applied" and action["before"]["canary_weight"] == 50
+    assert e2e.weight() == 0
+    recovery = e2e.stored(run_id, "response", "recovery_verification")
+    assert recovery["recovered"] is True, recovery["summary"]
+    audit = (e2e.s.home / "actions" / "audit" / "rollback.jsonl").read_text()
+    assert run_id in audit and e2e.stack.secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"] not in audit
+
+    # The scheduler re-running the rollback task (a retry, or a restart mid-incident) changes nothing.
+    e2e.weight(50)
+    cleared = e2e.api.request(
+        "POST",
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": ["response.rollback"],
+            "only_failed": False,
+        },  # noqa: E501
+    )
+    assert cleared.status_code == 200, cleared.text
+    wait_for(
+        "the cleared rollback task to run again",
+        lambda: e2e.stored(run_id, "response", "rollback")["outcome"] == "already_applied",
+        timeout_s=120,
+    )
+    assert e2e.weight() == 50, "a second run of the same incident's rollback must not act again"
+    e2e.weight(10)
+
+
+def test_b_prometheus_down_asks_a_human_who_answers_over_the_rest_api(e2e: E2E) -> None:
+    prom = e2e.stack._pid("prometheus")
+    assert prom is not None
+    os.kill(prom, signal.SIGTERM)
+
+    def stopped() -> bool:
+        try:
+            httpx.get(f"http://127.0.0.1:{e2e.s.prometheus_port}/-/ready", timeout=2)
+        except httpx.HTTPError:
+            return True
+        return False
+
+    wait_for("Prometheus to stop", stopped, timeout_s=20)
+    body = {
+        "version": "4",
+        "groupKey": '{}:{target="testbed", version="canary", e2e="hitl"}',
+        "status": "firing",
+        "receiver": "triage24",
+        "groupLabels": {"target": "testbed", "version": "canary"},
+        "commonLabels": {"target": "testbed", "version": "canary", "alertname": "Http5xxBurst"},
+        "commonAnnotations": {},
+        "externalURL": "http://127.0.0.1:9093",
+        "truncatedAlerts": 0,
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {
+                    "target": "testbed",
+                    "version": "canary",
+                    "alertname": "Http5xxBurst",
+                    "severity": "high",
+                },
+                "annotations": {"summary": "e2e: human gate"},
+                "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": "e2e0000000000001",
+            }
+        ],
+    }
+    token = e2e.stack.secrets["TRIAGE24_WEBHOOK_TOKEN"]
+    resp = httpx.post(
+        f"{e2e.s.airflow_url}/triage24/intake/alertmanager",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert resp.status_code == 201, resp.text
+    run_id = resp.json()["run_id"]
+    grade = resp.json()["grade"] or "ungraded"
+
+    def awaiting() -> str | None:
+        r = e2e.api.request("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances")
+        tis = r.json().get("task_instances", []) if r.status_code == 200 else []
+        return next(
+            (t["task_id"] for t in tis if t["state"] in ("awaiting_input", "deferred")),
+            None,
+        )
+
+    task_id = wait_for("the human gate to ask", awaiting, timeout_s=180)
+    assert task_id == f"decision.human_gate_{grade}"
+    decision = e2e.stored(run_id, "decision", "decision")
+    assert decision["outcome"] == "insufficient_evidence" and decision["needs_human"] is True
+    answer = e2e.api.request(
+        "PATCH",
+        f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
+        json={"chosen_options": ["Hold and escalate"]},
+    )
+    assert answer.status_code == 200, answer.text
+    done = e2e.api.wait_run(DAG_ID, run_id, timeout_s=180)
+    assert done["state"] == "success", done
+    hold = e2e.stored(run_id, "response", "hold")
+    assert hold["details"]["escalate"] is True
+    assert "answered by admin" in hold["details"]["decided_by"]
+    assert not (e2e.s.artifacts / run_id / "response" / "rollback.json").exists()

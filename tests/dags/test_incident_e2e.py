@@ -94,16 +94,19 @@ def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_ve
     before = {r["dag_run_id"] for r in e2e.incident_runs()}
     e2e.fault({"fault": "error_burst", "channel": "text", "magnitude": 0.5})
     try:
-        # The canary's share of the steady traffic plus a burst of its own, so both the alert rule
-        # and the Bayesian risk have real numbers.
-        url = f"http://127.0.0.1:{e2e.s.testbed_canary_port}/v1/embeddings/text"
-
-        def one(_: int) -> int:
+        # The steady traffic plus a burst to each version, so the alert rule and the Bayesian risk
+        # have real numbers on both sides (a young stack's stable alone would be too few: the
+        # decision would rightly ask a human).
+        def one(version_port: tuple[int, int]) -> int:
+            url = f"http://127.0.0.1:{version_port[0]}/v1/embeddings/text"
             return httpx.post(url, json={"texts": ["a red circle"]}, timeout=30).status_code
 
+        ports = [e2e.s.testbed_canary_port, e2e.s.testbed_stable_port]
         with ThreadPoolExecutor(4) as pool:
-            codes = list(pool.map(one, range(120)))
-        assert 30 < codes.count(500) < 90, codes  # about half fail
+            codes = list(pool.map(one, [(ports[i % 2], i) for i in range(240)]))
+        canary, stable = codes[0::2], codes[1::2]
+        assert 30 < canary.count(500) < 90, canary  # about half fail
+        assert set(stable) == {200}
         run = wait_for(
             "the Http5xxBurst alert to open an incident run",
             lambda: next((r for r in e2e.incident_runs() if r["dag_run_id"] not in before), None),
@@ -136,7 +139,7 @@ def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_ve
             "dag_run_id": run_id,
             "task_ids": ["response.rollback"],
             "only_failed": False,
-        },  # noqa: E501
+        },
     )
     assert cleared.status_code == 200, cleared.text
     wait_for(

@@ -193,6 +193,39 @@ class DynamicThresholds(Strict):
     api: ApiDynamic
 
 
+class DriftProjection(Strict):
+    """How embeddings are reduced before the per-feature tests; fitted on the reference only."""
+
+    kind: Literal["none", "pca", "random"] = Field(
+        default="none", description="none: every dimension; pca / random: a stable k-dim projection"
+    )
+    components: int = Field(default=32, ge=1, le=4096, description="k, for pca and random")
+    seed: int = Field(default=0, ge=0, description="seed of the random Gaussian projection")
+
+
+class DriftThresholds(Strict):
+    """Drift (phase 2): two-sample KS and Wasserstein per feature, current window vs a reference.
+
+    Level 1 (record, widen the window): one statistic over its bound. Level 2 (a decision input):
+    both over their bounds and the composite ``0.6·(1 - p_adjusted) + 0.4·min(W/σ_ref, 1)`` above
+    ``composite``. ``ks_p_value`` bounds the *corrected* p-value, so it is the false-discovery rate
+    (bh) or the family-wise error rate (bonferroni) at which KS declares drift.
+    """
+
+    ks_p_value: float = Field(default=0.01, gt=0, lt=1, description="KS is over when corrected p < this")
+    wasserstein: float = Field(
+        default=0.1, gt=0, description="W is over when W / reference std > this (Evidently's 'normed' W)"
+    )
+    composite: float = Field(default=0.7, gt=0, lt=1, description="level 2 needs the composite above this")
+    min_samples: int = Field(
+        default=50, ge=2, description="fewer values in either window: insufficient evidence, no verdict"
+    )
+    correction: Literal["bh", "bonferroni"] = Field(
+        default="bh", description="multiple-testing correction over the features of one set"
+    )
+    projection: DriftProjection = Field(default_factory=DriftProjection)
+
+
 class TargetOverride(Strict):
     """Per-target values, e.g. a CPU-only testbed cannot meet GPU latency targets."""
 
@@ -205,6 +238,7 @@ class Thresholds(Strict):
     sla: dict[Channel, ChannelSla]
     canary_gates: CanaryGates
     dynamic: DynamicThresholds
+    drift: DriftThresholds = Field(default_factory=DriftThresholds)
     target_overrides: dict[Identifier, TargetOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")

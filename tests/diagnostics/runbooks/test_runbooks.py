@@ -123,6 +123,14 @@ def test_ports_in_targets_come_from_the_environment() -> None:
             "p99_latncy_ms",
         ),
         (
+            "thresholds.yaml",
+            "correction: bh          #",
+            "correction: holm        #",
+            "drift.correction",
+            "'bh' or 'bonferroni'",
+            "correction: holm",
+        ),
+        (
             "priority_matrix.yaml",
             "first_component: audio_processor",
             "first_component: audio",

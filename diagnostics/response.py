@@ -127,21 +127,32 @@ def act_and_store(
 
 
 def verify_and_store(
-    incident: dict[str, Any] | Incident,
-    sources: EvidenceSources | None = None,
-    timeout_s: float = 300.0,
-    interval_s: float = 5.0,
+    incident: dict[str, Any] | Incident, sources: EvidenceSources | None = None
 ) -> CheckResult:
-    """Poll health, the gateway weight and the stable version's metrics until recovered or timeout."""
+    """Poll health, the gateway weight and the stable version's metrics until recovered or timeout
+    (``verification:`` in runbooks/decision.yaml)."""
     from diagnostics.metrics import reader_for
     from diagnostics.rollback.verify import gateway_probe, verify_recovery
 
     inc = _incident(incident)
     books = load_runbooks()
+    cfg = books.decision.verification
     src = sources or EvidenceSources.from_settings()
     reader = reader_for(src.prometheus_url, src.prometheus_headers, src.http_timeout_s)
-    probe = gateway_probe(books.targets.get(inc.target), books.thresholds, reader, src.http_timeout_s)
-    result: CheckResult = verify_recovery(probe, timeout_s=timeout_s, interval_s=interval_s)
+    probe = gateway_probe(
+        books.targets.get(inc.target),
+        books.thresholds,
+        reader,
+        src.http_timeout_s,
+        window_s=cfg.window_s,
+        min_requests=cfg.min_requests,
+    )
+    result: CheckResult = verify_recovery(
+        probe,
+        timeout_s=cfg.timeout_s,
+        interval_s=cfg.interval_s,
+        required_consecutive=cfg.required_consecutive,
+    )
     write_result(Settings().artifacts, inc.incident_id, ACTION_PHASE, result.check, result)
     log.info("recovery: %s - %s", result.status.value, result.summary)
     return result

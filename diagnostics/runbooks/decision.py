@@ -188,6 +188,16 @@ class HumanGate(Strict):
         return self
 
 
+class Verification(Strict):
+    """How long and how often the response polls for recovery after a rollback."""
+
+    timeout_s: float = Field(default=300.0, gt=0, le=86_400, description="then: not recovered, escalate")
+    interval_s: float = Field(default=5.0, gt=0, le=600, description="between two probes")
+    required_consecutive: int = Field(default=3, ge=1, le=100, description="good probes in a row")
+    window_s: float = Field(default=60.0, gt=0, le=3600, description="stable's metrics window per probe")
+    min_requests: int = Field(default=10, ge=1, description="stable requests a metrics probe needs")
+
+
 class DecisionPolicy(Strict):
     version: int = Field(ge=1)
     risk: RiskParameters
@@ -195,6 +205,7 @@ class DecisionPolicy(Strict):
     precedence: list[PrecedenceRule] = Field(min_length=1)
     canary: CanaryPolicy
     human_gate: HumanGate
+    verification: Verification = Field(default_factory=Verification)
 
     @field_validator("precedence")
     @classmethod

@@ -196,6 +196,14 @@ def test_ports_in_targets_come_from_the_environment() -> None:
         ),
         (
             "decision.yaml",
+            "  interval_s: 5\n",
+            "  interval_s: 0\n",
+            "verification.interval_s",
+            "greater than 0",
+            "interval_s: 0",
+        ),
+        (
+            "decision.yaml",
             "- {percent: 15, max_risk: 0.05, min_requests: 10000}",
             "- {percent: 1, max_risk: 0.05, min_requests: 10000}",
             "canary.stages",

@@ -603,38 +603,26 @@ def _read(model: type[_Lenient], data: object, name: str) -> Any:
         raise ValueError(f"{field}: {first['msg']}{shown}") from None
 
 
+def _version_counts(window: _WindowView, slow: float | None) -> VersionCounts:
+    return VersionCounts(requests=window.requests, errors=window.errors, slow_requests=slow)
+
+
 def _channel_counts(views: list[_ChannelView]) -> list[ChannelCounts]:
     by = {(v.version, v.channel): v for v in views}
     out: list[ChannelCounts] = []
+    zero = VersionCounts(requests=0.0, errors=0.0)
     for channel in Channel:
         stable, canary = by.get(("stable", channel)), by.get(("canary", channel))
         if stable is None and canary is None:
             continue
-        zero = VersionCounts(requests=0.0, errors=0.0)
         out.append(
             ChannelCounts(
                 channel=channel,
-                canary=VersionCounts(
-                    requests=canary.current.requests,
-                    errors=canary.current.errors,
-                    slow_requests=canary.slow_requests,
-                )
-                if canary
-                else zero,
-                stable=VersionCounts(
-                    requests=stable.current.requests,
-                    errors=stable.current.errors,
-                    slow_requests=stable.slow_requests,
-                )
-                if stable
-                else zero,
-                stable_reference=VersionCounts(
-                    requests=stable.reference.requests,
-                    errors=stable.reference.errors,
-                    slow_requests=stable.reference_slow_requests,
-                )
-                if stable
-                else zero,
+                canary=_version_counts(canary.current, canary.slow_requests) if canary else zero,
+                stable=_version_counts(stable.current, stable.slow_requests) if stable else zero,
+                stable_reference=(
+                    _version_counts(stable.reference, stable.reference_slow_requests) if stable else zero
+                ),
             )
         )
     return out

@@ -49,6 +49,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def machine() -> str:
+    return (
+        f"{platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}"
+    )
+
+
+def median_range(name: str, values: list[float]) -> dict[str, Any]:
+    """``<name>_median_s`` and ``<name>_range_s`` of a list of seconds."""
+    return {
+        f"{name}_median_s": round(statistics.median(values), 3),
+        f"{name}_range_s": [min(values), max(values)],
+    }
+
+
 def delivery(group: str) -> dict[str, Any]:
     """An Alertmanager v4 delivery for one new alert group of the testbed's canary."""
     labels = {"target": "testbed", "version": "canary", "bench": group}
@@ -151,12 +166,9 @@ def main() -> int:
         "benchmark": "phase1",
         "command": f"benchmarks/phase1.py --runs {args.runs}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",
-        "first_evidence_median_s": round(statistics.median(first), 3),
-        "first_evidence_range_s": [min(first), max(first)],
-        "phase1_complete_median_s": round(statistics.median(full), 3),
-        "phase1_complete_range_s": [min(full), max(full)],
+        "machine": machine(),
+        **median_range("first_evidence", first),
+        **median_range("phase1_complete", full),
         "goal": {"first_evidence_median_s": 5.0},
         "runs": samples,
     }

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import statistics
 import tempfile
 import time
 import uuid
@@ -36,8 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
-from phase1 import WEBHOOK, delivery, free_port
+from phase1 import WEBHOOK, delivery, free_port, machine, median_range
 
 from diagnostics.config import Settings
 from diagnostics.stack import Stack
@@ -169,12 +166,9 @@ def main() -> int:
         "benchmark": "rollback",
         "command": f"benchmarks/rollback.py --runs {args.runs}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
-        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}",
-        "rollback_applied_median_s": round(statistics.median(applied), 3),
-        "rollback_applied_range_s": [min(applied), max(applied)],
-        "recovery_verified_median_s": round(statistics.median(verified), 3),
-        "recovery_verified_range_s": [min(verified), max(verified)],
+        "machine": machine(),
+        **median_range("rollback_applied", applied),
+        **median_range("recovery_verified", verified),
         "goal": {"rollback_applied_median_s": 30.0},
         "note": "runbooks copy with the testbed's rate limit raised from 3 to 100 changes an hour",
         "runs": samples,

@@ -12,7 +12,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +24,7 @@ from diagnostics.stack import Stack
 from diagnostics.stack.airflow_api import AirflowApi
 from tests.conftest import stack_settings
 from tests.support.testbed_procs import require_models
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.models]
 
@@ -65,17 +66,6 @@ class E2E:
         return dict(json.loads((self.s.artifacts / run_id / phase / f"{name}.json").read_text()))
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float, interval_s: float = 1.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
-
-
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     require_models()
@@ -111,6 +101,7 @@ def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_ve
             "the Http5xxBurst alert to open an incident run",
             lambda: next((r for r in e2e.incident_runs() if r["dag_run_id"] not in before), None),
             timeout_s=180,
+            interval_s=1.0,
         )
         run_id = run["dag_run_id"]
         done = e2e.api.wait_run(DAG_ID, run_id, timeout_s=420)
@@ -146,6 +137,7 @@ def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_ve
         "the cleared rollback task to run again",
         lambda: e2e.stored(run_id, "response", "rollback")["outcome"] == "already_applied",
         timeout_s=120,
+        interval_s=1.0,
     )
     assert e2e.weight() == 50, "a second run of the same incident's rollback must not act again"
     e2e.weight(10)
@@ -163,7 +155,7 @@ def test_b_prometheus_down_asks_a_human_who_answers_over_the_rest_api(e2e: E2E) 
             return True
         return False
 
-    wait_for("Prometheus to stop", stopped, timeout_s=20)
+    wait_for("Prometheus to stop", stopped, timeout_s=20, interval_s=1.0)
     body = {
         "version": "4",
         "groupKey": '{}:{target="testbed", version="canary", e2e="hitl"}',
@@ -207,7 +199,7 @@ def test_b_prometheus_down_asks_a_human_who_answers_over_the_rest_api(e2e: E2E) 
         tis = r.json().get("task_instances", []) if r.status_code == 200 else []
         return next((t["task_id"] for t in tis if t["state"] == "awaiting_input"), None)
 
-    task_id = wait_for("the human gate to ask", awaiting, timeout_s=180)
+    task_id = wait_for("the human gate to ask", awaiting, timeout_s=180, interval_s=1.0)
     # A person answers seconds after the question appears, not within the ~0.2 s the worker takes
     # to finish parking the task: an answer inside that window was seen to be lost on Airflow 3.3
     # (the resumed try exited, the retry asked again).

@@ -12,7 +12,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +28,7 @@ from diagnostics.stack import Stack
 from diagnostics.stack.airflow_api import AirflowApi
 from tests.conftest import REPO, stack_settings
 from tests.plugins.conftest import PROBE_DAG_ID, write_probe_dag
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -79,17 +80,6 @@ class IntakeStack:
             content=raw,
             headers={"Content-Type": "application/json", **auth, **headers},
         )
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float, interval_s: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from airflow.sdk import Param, TaskGroup, dag, get_current_context, task
 from diagnostics.golden_window import PHASE, PHASE_CHECKS
 from diagnostics.runbooks import RunbookError, load_runbooks
 from diagnostics.runbooks.decision import HUMAN_OPTIONS, HumanGateDefault
+from diagnostics.runbooks.schemas import Phase2Execution
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +28,21 @@ try:  # docs and choices come from runbooks/; a broken runbook must not hide the
     _DOC = _BOOKS.markdown("sop.md")
     _TARGETS = [t.name for t in _BOOKS.targets.targets]
     _PHASE_TITLE = _BOOKS.sop.phase(PHASE).title
+    _DEEP_TITLE = _BOOKS.sop.phase("deep_diagnosis").title
+    _EXECUTION = _BOOKS.targets.phase2_execution
     _DECISION_TITLE = _BOOKS.sop.phase("decision").title
     # One human gate per grade: its default choice and timeout are the grade's (decision.yaml).
     _HUMAN_GATES: dict[str, HumanGateDefault] = {
         **{g.value: d for g, d in sorted(_BOOKS.decision.human_gate.grades.items())},
         "ungraded": _BOOKS.decision.human_gate.ungraded,
     }
-except (RunbookError, OSError) as exc:
+    from diagnostics.deep.phase import phase_checks
+
+    _DEEP_CHECKS = {name: _EXECUTION.mode_of(name) for name in phase_checks(_BOOKS)}
+except (RunbookError, OSError, KeyError, ValueError) as exc:
     _DOC, _TARGETS, _PHASE_TITLE = f"Runbooks could not be loaded: {exc}", ["testbed"], PHASE
-    _DECISION_TITLE, _HUMAN_GATES = "decision", {}
+    _DECISION_TITLE, _HUMAN_GATES, _DEEP_TITLE = "decision", {}, "deep_diagnosis"
+    _EXECUTION, _DEEP_CHECKS = Phase2Execution(), {}
 
 
 def _connection(conn_id: str) -> Any:
@@ -90,6 +97,75 @@ class HumanGate(HITLBranchOperator):
         return super().execute_complete(context, event)
 
 
+@task(trigger_rule="none_failed_min_one_success")
+def _rollback() -> dict[str, Any]:
+    """Roll the canary back with the target's method (idempotent per incident, rate-limited, audited);
+    a dry run only reads. A rollback that fails fails this task: it escalates."""
+    from diagnostics.response import act_and_store
+
+    result = act_and_store(_incident(), "rollback", decided_by=_decided_by())
+    if result.status.value == "failed":
+        raise RuntimeError(f"rollback failed: {result.summary}")
+    return {"status": result.status.value, "summary": result.summary, "changed": result.changed}
+
+
+@task
+def _verify(action: dict[str, Any]) -> dict[str, Any]:
+    """Poll health, the gateway weight and stable's metrics until recovered, or escalate."""
+    from diagnostics.response import verify_and_store
+
+    if not action.get("changed") and _incident().dry_run:
+        return {"status": "ok", "summary": "dry run: nothing was changed, nothing to verify"}
+    incident = _incident()
+    result = verify_and_store(incident, _sources(incident.target))
+    if result.status.value != "ok":
+        raise RuntimeError(f"not recovered: {result.summary}")
+    return {"status": result.status.value, "summary": result.summary}
+
+
+@task(execution_timeout=timedelta(hours=2))
+def _deep_task(check: str) -> dict[str, Any]:
+    """A phase-2 check on this worker (reference models loaded once per worker process)."""
+    from diagnostics.deep.phase import run_and_store
+
+    incident = _incident()
+    return run_and_store(check, incident, _sources(incident.target))
+
+
+def _deep_pod(check: str, opened: Any) -> Any:
+    """A phase-2 check as a KubernetesPodOperator pod on a GPU node (runbooks/targets.yaml
+    ``phase2_execution.kubernetes``): ``python -m diagnostics check <name>``; the full result comes back
+    through XCom (/airflow/xcom/return.json) and the phase summary stores it."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    from diagnostics.deep.kubernetes import pod_operator_kwargs
+    from diagnostics.deep.registry import resolve
+
+    assert _EXECUTION.kubernetes is not None  # the schema requires it in kubernetes mode
+    op = KubernetesPodOperator(
+        **pod_operator_kwargs(
+            check,
+            _EXECUTION.kubernetes,
+            incident_b64="{{ ti.xcom_pull(task_ids='open_incident', key='incident_b64') }}",
+            gpu=resolve(check).gpu,
+        )
+    )
+    opened >> op
+    return op.output
+
+
+def _incident() -> Any:
+    """The run's incident. Each task parses the conf itself (no hand-off task to wait for, so the first
+    evidence is one task start away); the window ends at the run's start for all of them."""
+    from diagnostics.golden_window import open_incident
+
+    ctx = get_current_context()
+    run = ctx["dag_run"]
+    conf = {**(run.conf or {}), **{k: ctx["params"][k] for k in ("window_minutes", "dry_run")}}
+    conf["target"] = conf.get("target") or ctx["params"]["target"]
+    return open_incident(run.run_id, conf, now=run.start_date or run.queued_at)
+
+
 @dag(
     dag_id="incident_response",
     schedule=None,
@@ -125,25 +201,21 @@ class HumanGate(HITLBranchOperator):
     render_template_as_native_obj=True,
 )
 def incident_response() -> None:
-    def _incident() -> Any:
-        """The run's incident. Each task parses the conf itself (no hand-off task to wait for, so the
-        first evidence is one task start away); the window ends at the run's start for all of them."""
-        from diagnostics.golden_window import open_incident
-
-        ctx = get_current_context()
-        run = ctx["dag_run"]
-        conf = {**(run.conf or {}), **{k: ctx["params"][k] for k in ("window_minutes", "dry_run")}}
-        conf["target"] = conf.get("target") or ctx["params"]["target"]
-        return open_incident(run.run_id, conf, now=run.start_date or run.queued_at)
-
     @task
     def open_incident() -> dict[str, Any]:
         """Store the incident (target, window, grade); a bad conf fails here, naming the field."""
+        import base64
+
         from diagnostics.golden_window import store_incident
 
-        return store_incident(_incident())
+        incident = _incident()
+        # the check pods (kubernetes mode) rebuild the same incident from this (base64: stays a string
+        # under render_template_as_native_obj)
+        encoded = base64.b64encode(incident.model_dump_json().encode()).decode("ascii")
+        get_current_context()["ti"].xcom_push(key="incident_b64", value=encoded)
+        return store_incident(incident)
 
-    open_incident()
+    opened = open_incident()
 
     with TaskGroup("golden_window", tooltip=_PHASE_TITLE, doc_md=_PHASE_TITLE):
         results = []
@@ -167,28 +239,74 @@ def incident_response() -> None:
 
         phase1_done = phase_summary(results)
 
+    # --- fast path: phase 1 alone already rolls back -> do it now, explain later --------------------
+    with TaskGroup("fast_path", tooltip="Stop the bleeding first: roll back on phase-1 evidence alone"):
+
+        @task.branch
+        def fast_gate() -> str:
+            """Decide on phase-1 evidence alone; an automatic rollback happens now, before phase 2."""
+            from diagnostics.response import decide_and_store, takes_fast_path
+
+            decision = decide_and_store(_incident(), fast=True)
+            get_current_context()["ti"].xcom_push(key="brief", value=decision.summary)
+            return "fast_path.rollback_now" if takes_fast_path(decision) else "fast_path.no_fast_path"
+
+        gate = fast_gate()
+        phase1_done >> gate
+        rollback_now = _rollback.override(task_id="rollback_now")()
+        no_fast_path = EmptyOperator(task_id="no_fast_path", doc_md="Phase 1 alone does not roll back.")
+        gate >> [rollback_now, no_fast_path]
+        _verify.override(task_id="verify_now")(rollback_now)
+
+    # --- phase 2: deep diagnosis, one task (or GPU pod) per check of runbooks/sop.yaml ---------------
+    with TaskGroup("deep_diagnosis", tooltip=_DEEP_TITLE, doc_md=_DEEP_TITLE):
+        deep = [
+            _deep_pod(name, opened) if mode == "kubernetes" else _deep_task.override(task_id=name)(name)
+            for name, mode in _DEEP_CHECKS.items()
+        ]
+        for t in deep:
+            phase1_done >> t
+
+        @task(trigger_rule="all_done")
+        def deep_summary(returned: list[Any]) -> dict[str, Any]:
+            """Rank phase 2's findings; the canary's drift levels and check statuses go to the decision."""
+            from diagnostics.deep.phase import adopt_pod_results, summarize_and_store
+
+            adopt_pod_results(_incident(), [r for r in returned if r])
+            return summarize_and_store(_incident())
+
+        phase2_done = deep_summary(deep)
+
     # --- decision: rollback / continue / insufficient evidence (runbooks/decision.yaml) -------------
     with TaskGroup("decision", tooltip=_DECISION_TITLE, doc_md=_DECISION_TITLE):
 
-        @task.branch
+        @task.branch(trigger_rule="all_done")
         def decide() -> str:
-            """Bayesian canary risk + gates + findings -> the next step. Missing evidence asks a human."""
-            from diagnostics.response import decide_and_store, decision_markdown
+            """Bayesian canary risk + gates + phase-1 and phase-2 evidence -> the next step. Missing
+            evidence asks a human; a rollback the fast path already applied is not applied again."""
+            from diagnostics.response import decide_and_store, decision_markdown, fast_path_taken
 
-            decision = decide_and_store(_incident())
+            incident = _incident()
+            decision = decide_and_store(incident)
             ti = get_current_context()["ti"]
             ti.xcom_push(key="brief", value=decision.summary)
             ti.xcom_push(key="markdown", value=decision_markdown(decision))
+            if fast_path_taken(incident):
+                return "decision.done_by_fast_path"
             if decision.needs_human:
                 grade = decision.inputs.grade.value if decision.inputs.grade else "ungraded"
                 return f"decision.human_gate_{grade}"
             return "decision.go_rollback" if decision.outcome.value == "rollback" else "decision.go_continue"
 
         branch = decide()
-        phase1_done >> branch
+        [phase2_done, rollback_now, no_fast_path] >> branch
         go_rollback = EmptyOperator(task_id="go_rollback", doc_md="The decision rolls back without a human.")
         go_continue = EmptyOperator(task_id="go_continue", doc_md="The decision lets the canary go on.")
-        branch >> [go_rollback, go_continue]
+        done_by_fast_path = EmptyOperator(
+            task_id="done_by_fast_path",
+            doc_md="The fast path already rolled back; recorded, nothing to apply.",
+        )
+        branch >> [go_rollback, go_continue, done_by_fast_path]
         approved = {
             # one grade's gate answered; the other grades' gates were skipped
             choice: EmptyOperator(
@@ -216,30 +334,6 @@ def incident_response() -> None:
     with TaskGroup("response", tooltip="Apply what was decided, then verify it"):
 
         @task(trigger_rule="none_failed_min_one_success")
-        def rollback() -> dict[str, Any]:
-            """Roll the canary back with the target's method (idempotent per incident, rate-limited,
-            audited); a dry run only reads. A rollback that fails fails this task: it escalates."""
-            from diagnostics.response import act_and_store
-
-            result = act_and_store(_incident(), "rollback", decided_by=_decided_by())
-            if result.status.value == "failed":
-                raise RuntimeError(f"rollback failed: {result.summary}")
-            return {"status": result.status.value, "summary": result.summary, "changed": result.changed}
-
-        @task
-        def verify_recovery(action: dict[str, Any]) -> dict[str, Any]:
-            """Poll health, the gateway weight and stable's metrics until recovered, or escalate."""
-            from diagnostics.response import verify_and_store
-
-            if not action.get("changed") and _incident().dry_run:
-                return {"status": "ok", "summary": "dry run: nothing was changed, nothing to verify"}
-            incident = _incident()
-            result = verify_and_store(incident, _sources(incident.target))
-            if result.status.value != "ok":
-                raise RuntimeError(f"not recovered: {result.summary}")
-            return {"status": result.status.value, "summary": result.summary}
-
-        @task(trigger_rule="none_failed_min_one_success")
         def continue_release() -> dict[str, Any]:
             """The canary goes on; promoted to the next stage only when the decision says so."""
             from diagnostics.artifacts import read_result
@@ -262,9 +356,9 @@ def incident_response() -> None:
             result = hold_and_store(_incident(), decided_by=_decided_by(), escalate=True)
             return {"status": result.status.value, "summary": result.summary}
 
-        rolled_back = rollback()
+        rolled_back = _rollback.override(task_id="rollback")()
         [go_rollback, approved["rollback"]] >> rolled_back
-        verify_recovery(rolled_back)
+        _verify.override(task_id="verify_recovery")(rolled_back)
         [go_continue, approved["continue"]] >> continue_release()
         approved["hold"] >> hold()
 

@@ -63,8 +63,18 @@ def _canary_weight(inc: Incident) -> float | None:
     return float(weight) if isinstance(weight, int | float) else None
 
 
-def decide_and_store(incident: dict[str, Any] | Incident) -> Decision:
-    """The incident's decision from its stored phase-1 (and, later, phase-2) results."""
+FAST_DECISION = "fast_decision"
+
+
+def decide_and_store(incident: dict[str, Any] | Incident, *, fast: bool = False) -> Decision:
+    """The incident's decision from its stored results.
+
+    ``fast``: the fast path's decision right after phase 1 (stored as ``fast_decision``), made on
+    phase-1 evidence alone; otherwise the full decision, with phase 2's evidence when it summed up
+    (absent: "not measured", which never counts as a pass).
+    """
+    from diagnostics.deep.phase import stored_evidence
+
     inc = _incident(incident)
     books = load_runbooks()
     root = Settings().artifacts
@@ -73,16 +83,31 @@ def decide_and_store(incident: dict[str, Any] | Incident) -> Decision:
         inc.model_dump(mode="json"),
         _stored(root, inc.incident_id, PHASE1, "metrics_sla"),
         _stored(root, inc.incident_id, PHASE1, "summary"),
-        None,  # phase 2 (deep diagnosis) is not wired yet: absent means "not measured"
+        None if fast else stored_evidence(inc.incident_id),
         canary_weight_percent=_canary_weight(inc),
         target=target,
     )
     decision = decide(inputs, books.decision)
-    path = write_result(root, inc.incident_id, DECISION_PHASE, "decision", decision)
-    log.info("decision: %s by rule %s (%s)", decision.outcome.value, decision.rule, path)
+    name = FAST_DECISION if fast else "decision"
+    path = write_result(root, inc.incident_id, DECISION_PHASE, name, decision)
+    log.info("%s: %s by rule %s (%s)", name, decision.outcome.value, decision.rule, path)
     for line in decision.reasons[:10]:
         log.info("  reason: %s", line)
     return decision
+
+
+def takes_fast_path(decision: Decision) -> bool:
+    """Stop the bleeding first: phase-1 evidence alone already rolls back without a human. Phase 2 can
+    only add reasons to roll back (its rule comes after every phase-1 rollback rule), so waiting for
+    it would change nothing but the time to recover."""
+    return decision.outcome.value == "rollback" and not decision.needs_human
+
+
+def fast_path_taken(incident: dict[str, Any] | Incident) -> bool:
+    """Whether this incident's fast path rolled back (the full decision then has nothing to apply)."""
+    inc = _incident(incident)
+    stored = _stored(Settings().artifacts, inc.incident_id, DECISION_PHASE, FAST_DECISION)
+    return bool(stored and stored.get("outcome") == "rollback" and not stored.get("needs_human"))
 
 
 def decision_markdown(decision: Decision) -> str:

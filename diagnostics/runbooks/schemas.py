@@ -239,6 +239,11 @@ class Thresholds(Strict):
     canary_gates: CanaryGates
     dynamic: DynamicThresholds
     drift: DriftThresholds = Field(default_factory=DriftThresholds)
+    deep: dict[Identifier, dict[str, object]] = Field(
+        default_factory=dict,
+        description="phase-2 check name -> its thresholds; each check's own model validates them "
+        "(its defaults apply where a field is absent)",
+    )
     target_overrides: dict[Identifier, TargetOverride] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -341,6 +346,43 @@ class MetricNames(Strict):
     code_label: LabelName = "code"
 
 
+class ServiceApi(Strict):
+    """Paths of the service's multimodal API that phase 2 and the regression suite call (the Dify-style
+    shape the testbed serves: JSON bodies, base64 images and audio, L2-normalised embeddings)."""
+
+    text_embeddings: str = Field(default="/v1/embeddings/text", pattern=r"^/")
+    image_embeddings: str = Field(default="/v1/embeddings/image", pattern=r"^/")
+    transcriptions: str = Field(default="/v1/audio/transcriptions", pattern=r"^/")
+    router: str = Field(default="/v1/router", pattern=r"^/")
+    batch_size: int = Field(default=32, ge=1, le=1024, description="inputs per embedding request")
+    timeout_s: float = Field(default=30.0, gt=0, le=600, description="per request; a timeout is a finding")
+
+
+class GoldenSetRef(Strict):
+    path: str = Field(
+        min_length=1, description="directory holding manifest.json (relative: to the repo root)"
+    )
+
+
+class ClipReference(Strict):
+    model: str = Field(min_length=1, description="open_clip model name, e.g. ViT-B-32")
+    pretrained: str = Field(min_length=1, description="checkpoint path or open_clip pretrained tag")
+    config: str | None = Field(default=None, description="extra open_clip model-config JSON to register")
+
+
+class WhisperReference(Strict):
+    checkpoint: str = Field(min_length=1, description="openai-whisper checkpoint path or model name")
+
+
+class ReferenceModels(Strict):
+    """The reference encoders phase 2 compares the service with (loaded once per worker process)."""
+
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto: cuda when available")
+    batch_size: int = Field(default=32, ge=1, le=1024)
+    clip: ClipReference | None = None
+    whisper: WhisperReference | None = None
+
+
 class Target(Strict):
     name: Identifier
     description: str = ""
@@ -355,6 +397,13 @@ class Target(Strict):
     logs: Annotated[FileLogs | ElasticsearchLogs, Field(discriminator="source")]
     models: list[ExpectedModel] = Field(default_factory=list)
     rollback: Annotated[GatewayRollback | KubernetesRollback | ArgoRollback, Field(discriminator="method")]
+    api: ServiceApi = Field(default_factory=ServiceApi)
+    golden: GoldenSetRef | None = Field(default=None, description="the golden set phase 2 sends through")
+    reference: ReferenceModels = Field(default_factory=ReferenceModels)
+    baselines: str | None = Field(
+        default=None,
+        description="directory of the healthy baselines (relative: to runbooks/); default baselines/<name>",
+    )
 
     @model_validator(mode="after")
     def _both_versions(self) -> Target:
@@ -363,9 +412,55 @@ class Target(Strict):
         return self
 
 
+class Toleration(Strict):
+    key: str
+    operator: Literal["Equal", "Exists"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class KubernetesExecution(Strict):
+    """How a phase-2 check runs as a KubernetesPodOperator pod (``python -m diagnostics check ...``)."""
+
+    image: str = Field(min_length=1)
+    namespace: str = Field(default="triage24", min_length=1)
+    connection_id: str = "kubernetes_default"
+    service_account: str | None = None
+    gpus: int = Field(default=1, ge=0, le=16, description="nvidia.com/gpu limit (0: a CPU pod)")
+    cpu: str = "2"
+    memory: str = "8Gi"
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    env: dict[str, str] = Field(
+        default_factory=dict, description="plain settings; secrets come from env_from"
+    )
+    env_from_secret: str | None = Field(default=None, description="a Secret whose keys become env variables")
+    startup_timeout_s: int = Field(default=600, ge=10, le=3600)
+
+
+class Phase2Execution(Strict):
+    """Where each phase-2 check runs: ``local`` (a task on the worker) or ``kubernetes`` (a GPU pod)."""
+
+    mode: Literal["local", "kubernetes"] = "local"
+    checks: dict[Identifier, Literal["local", "kubernetes"]] = Field(
+        default_factory=dict, description="per-check override of mode"
+    )
+    kubernetes: KubernetesExecution | None = None
+
+    @model_validator(mode="after")
+    def _pod_config(self) -> Phase2Execution:
+        if self.kubernetes is None and (self.mode == "kubernetes" or "kubernetes" in self.checks.values()):
+            raise ValueError("kubernetes mode needs a kubernetes: section (image, namespace, gpus, ...)")
+        return self
+
+    def mode_of(self, check: str) -> Literal["local", "kubernetes"]:
+        return self.checks.get(check, self.mode)
+
+
 class Targets(Strict):
     version: int = Field(ge=1)
     targets: list[Target] = Field(min_length=1)
+    phase2_execution: Phase2Execution = Field(default_factory=Phase2Execution)
 
     @model_validator(mode="after")
     def _unique(self) -> Targets:

@@ -32,6 +32,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.models]
 
 PHASE = "golden_window"
 CHECKS = ("health_snapshot", "model_integrity", "metrics_sla", "log_classification")
+DEEP_CHECKS = (
+    "clip_consistency",
+    "embedding_alignment",
+    "asr_check",
+    "temporal_alignment",
+    "alignment_quality",
+    "drift",
+)
 
 
 @dataclass
@@ -50,6 +58,8 @@ class Phase1:
             results[p.stem] = json.loads(p.read_text())
         for p in (root / "response").glob("*.json"):
             results[f"response/{p.stem}"] = json.loads(p.read_text())
+        for p in (root / "deep_diagnosis").glob("*.json"):
+            results[f"deep/{p.stem}"] = json.loads(p.read_text())
         return run, results
 
     def gateway_weight(self, weight: float | None = None) -> float:
@@ -134,9 +144,11 @@ def problems(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def assert_ran(run: Any, results: dict[str, dict[str, Any]]) -> None:
     assert run.state == "success"
-    phase1 = {k for k in results if "/" not in k and k != "decision"}
+    phase1 = {k for k in results if "/" not in k and k not in ("decision", "fast_decision")}
     assert phase1 == {*CHECKS, "summary"}, sorted(results)
-    assert "decision" in results, sorted(results)
+    assert "decision" in results and "fast_decision" in results, sorted(results)
+    deep = {k.removeprefix("deep/") for k in results if k.startswith("deep/")}
+    assert deep == {*DEEP_CHECKS, "summary", "evidence"}, sorted(deep)
 
 
 def test_1_healthy_service_blames_no_component(phase1: Phase1) -> None:
@@ -160,6 +172,12 @@ def test_1_healthy_service_blames_no_component(phase1: Phase1) -> None:
     assert decision["outcome"] == "continue", decision["reasons"]
     assert decision["needs_human"] is False
     assert "response/rollback" not in results
+    # phase 2 measured both versions and found them healthy; the decision weighed it
+    for name in DEEP_CHECKS:
+        assert results[f"deep/{name}"]["versions"]["canary"]["status"] == "ok", results[f"deep/{name}"]["summary"]
+    evidence = results["deep/evidence"]
+    assert set(evidence["drift"].values()) <= {0} and set(evidence["consistency"].values()) == {"ok"}
+    assert decision["inputs"]["phase2"] == evidence
 
 
 def test_2_embedding_dim_mismatch_blames_the_router_path(phase1: Phase1) -> None:
@@ -198,9 +216,18 @@ def test_2b_a_critical_canary_finding_rolls_back_at_the_gateway_and_recovery_is_
     finally:
         clear_faults(stack)
     assert run.state == "success"
+    # the fast path rolled back on phase-1 evidence, before phase 2; the full decision agreed
+    assert results["fast_decision"]["outcome"] == "rollback" and results["fast_decision"]["inputs"]["phase2"] is None
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states["fast_path.rollback_now"] == "success" and states["fast_path.verify_now"] == "success"
+    assert states["decision.done_by_fast_path"] == "success" and states["response.rollback"] == "skipped"
     decision = results["decision"]
     assert decision["outcome"] == "rollback" and decision["rule"] == "critical_canary_finding"
-    assert decision["inputs"]["canary_weight_percent"] == 10
+    # phase 2 found the dimension mismatch on the canary (both dimensions named), not on stable
+    alignment = results["deep/embedding_alignment"]["versions"]
+    assert alignment["canary"]["status"] == "failed" and alignment["stable"]["status"] == "ok"
+    assert "512-d" in alignment["canary"]["summary"] and "128-d" in alignment["canary"]["summary"]
+    assert decision["inputs"]["phase2"]["consistency"]["embedding_alignment"] == "failed"
     action = results["response/rollback"]
     assert action["outcome"] == "applied" and action["changed"] is True
     assert action["before"]["canary_weight"] == 10 and action["after"]["canary_weight"] == 0

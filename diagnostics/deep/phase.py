@@ -1,0 +1,143 @@
+"""Phase 2, the 2-12 h deep diagnosis, as the DAG and the CLI run it: run a check, store it, sum up.
+
+The I/O seam (like :mod:`diagnostics.golden_window` for phase 1): results go to
+``<artifacts>/<incident id>/deep_diagnosis/<check>.json``; the summary adds the decision's phase-2
+input, ``Phase2Evidence`` — per channel the canary's drift level, per consistency check the canary's
+status — stored as ``deep_diagnosis/evidence.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from diagnostics.artifacts import ArtifactError, read_result, write_json, write_result
+from diagnostics.config import Settings
+from diagnostics.deep.base import PHASE, DeepContext, DeepResult, Progress, log_progress, run_check
+from diagnostics.deep.registry import checks_of_phase
+from diagnostics.incident import Incident
+from diagnostics.phase_summary import summarize
+from diagnostics.results import CheckResult, Status
+from diagnostics.runbooks import Runbooks, load_runbooks
+
+log = logging.getLogger("triage24.deep")
+
+DRIFT_CHECK = "drift"
+
+
+def phase_checks(books: Runbooks | None = None) -> list[str]:
+    """The phase's check names, in ``runbooks/sop.yaml`` order (each one resolvable in the registry)."""
+    return [spec.name for spec in checks_of_phase(books or load_runbooks(), PHASE)]
+
+
+def run_deep_check(
+    name: str,
+    incident: dict[str, Any] | Incident,
+    sources: Any | None = None,
+    *,
+    progress: Progress = log_progress,
+) -> DeepResult:
+    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+    books = load_runbooks()
+    ctx = DeepContext(
+        books=books, target=books.targets.get(inc.target), incident=inc, sources=sources, progress=progress
+    )
+    return run_check(name, ctx)
+
+
+def brief(result: DeepResult, path: str) -> dict[str, Any]:
+    return {
+        "check": result.check,
+        "status": result.status.value,
+        "summary": result.summary[:500],
+        "canary": canary.value if (canary := result.canary_status()) else None,
+        "findings": len(result.findings),
+        "seconds": result.seconds,
+        "artifact": path,
+    }
+
+
+def run_and_store(
+    name: str,
+    incident: dict[str, Any] | Incident,
+    sources: Any | None = None,
+    *,
+    progress: Progress = log_progress,
+) -> dict[str, Any]:
+    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+    result = run_deep_check(name, inc, sources, progress=progress)
+    path = write_result(Settings().artifacts, inc.incident_id, PHASE, name, result)
+    log.info(
+        "%s: %s - %s (%s, %.1f s)", name, result.status.value, result.summary[:300], path, result.seconds
+    )
+    return brief(result, str(path))
+
+
+def phase2_evidence(results: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """The decision's phase-2 input from stored results: the canary's drift level per channel and
+    each other check's canary status (a check without a result is left out: not measured)."""
+    from diagnostics.deep.drift import channel_levels
+
+    drift: dict[str, int | None] = {}
+    consistency: dict[str, str] = {}
+    for name, data in results.items():
+        if data is None:
+            continue
+        if name == DRIFT_CHECK:
+            drift = channel_levels(data, "canary")
+            continue
+        canary = ((data.get("versions") or {}).get("canary") or {}).get("status")
+        consistency[name] = str(canary or data.get("status") or Status.INSUFFICIENT_EVIDENCE.value)
+    return {"drift": drift, "consistency": consistency}
+
+
+def summarize_and_store(incident: dict[str, Any] | Incident) -> dict[str, Any]:
+    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+    root = Settings().artifacts
+    stored: dict[str, dict[str, Any] | None] = {}
+    results: list[CheckResult] = []
+    for name in phase_checks():
+        try:
+            data = read_result(root, inc.incident_id, PHASE, name)
+        except ArtifactError as exc:
+            stored[name] = None
+            results.append(
+                CheckResult(check=name, status=Status.INSUFFICIENT_EVIDENCE, summary=f"no result: {exc}")
+            )
+            continue
+        stored[name] = data
+        results.append(
+            CheckResult.model_validate({k: data[k] for k in CheckResult.model_fields if k in data})
+        )
+    summary = summarize(PHASE, results)
+    evidence = phase2_evidence(stored)
+    path = write_result(root, inc.incident_id, PHASE, "summary", summary)
+    write_json(root / inc.incident_id / PHASE / "evidence.json", evidence)
+    log.info("phase 2 summary: %s - %s; evidence %s", summary.status.value, summary.summary, evidence)
+    return {**summary.brief(), "evidence": evidence, "artifact": str(path)}
+
+
+def stored_evidence(incident_id: str) -> dict[str, Any] | None:
+    """``deep_diagnosis/evidence.json`` of an incident, or None when phase 2 has not summed up."""
+    try:
+        return read_result(Settings().artifacts, incident_id, PHASE, "evidence")
+    except ArtifactError:
+        return None
+
+
+def adopt_pod_results(incident: dict[str, Any] | Incident, returned: list[Any]) -> list[str]:
+    """Store results that came back through XCom from check pods (kubernetes mode), where the pod
+    could not write to this artifact root. Returns the checks adopted."""
+    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+    root = Settings().artifacts
+    adopted: list[str] = []
+    for item in returned:
+        if not isinstance(item, dict) or "versions" not in item or "check" not in item:
+            continue  # a local task's brief: its result is already stored
+        result = DeepResult.model_validate(item)
+        try:
+            read_result(root, inc.incident_id, PHASE, result.check)
+        except ArtifactError:
+            write_result(root, inc.incident_id, PHASE, result.check, result)
+            adopted.append(result.check)
+    return adopted

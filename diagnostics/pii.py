@@ -25,16 +25,19 @@ never raise on any ``str``. ``mask_record`` walks JSON-like values (dicts, lists
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __all__ = [
     "DEFAULT_KEEP_KEYS",
+    "PII_KINDS",
+    "PLACEHOLDER",
     "SECRET_KEYS",
     "cn_id_check_char",
     "cn_id_valid",
     "luhn_valid",
     "mask_pii",
+    "mask_pii_with",
     "mask_record",
 ]
 
@@ -207,3 +210,110 @@ def mask_record(value: Any, *, keep_keys: frozenset[str] = DEFAULT_KEEP_KEYS, ip
     if isinstance(value, list | tuple):
         return [mask_record(v, keep_keys=keep_keys, ip=ip) for v in value]
     return value
+
+
+# --- per-kind replacement (the audit bundle's PII policy) ---------------------------------------------
+
+#: the kinds :func:`mask_pii_with` tells apart, in the order the patterns run
+PII_KINDS: tuple[str, ...] = ("email", "phone", "id_card", "card", "cn_mobile", "ip")
+#: the typed placeholder :func:`mask_pii` writes for each kind (a Chinese mobile is a ``[phone]``)
+PLACEHOLDER: dict[str, str] = {
+    "email": "email",
+    "phone": "phone",
+    "id_card": "id_card",
+    "card": "card",
+    "cn_mobile": "phone",
+    "ip": "ip",
+}
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _letters(n: int) -> str:
+    out = ""
+    while True:
+        n, r = divmod(n, 26)
+        out = _LETTERS[r] + out
+        if n == 0:
+            return out
+
+
+def _sentinels(text: str) -> tuple[str, str]:
+    """Two private-use characters that do not occur in ``text`` (a text cannot hold all 6400)."""
+    free = (chr(c) for c in range(0xE000, 0xF900) if chr(c) not in text)
+    return next(free), next(free)
+
+
+def _digit_run_with(run: str, card: Callable[[str], str]) -> str:
+    """:func:`_mask_digit_run` with the replacement of each card span chosen by ``card``."""
+    if len(run) < 13:
+        return run
+    parts = _GROUP_SPLIT.split(run)
+    groups = parts[0::2]
+    out: list[str] = []
+    i = 0
+    n = len(groups)
+    while i < n:
+        found = -1
+        for j in range(n - 1, i - 1, -1):
+            if _card_span("".join(groups[i : j + 1])):
+                found = j
+                break
+        if found < 0:
+            out.append(groups[i])
+            if i < n - 1:
+                out.append(parts[2 * i + 1])
+            i += 1
+        else:
+            out.append(card("".join(parts[2 * i : 2 * found + 1])))
+            if found < n - 1:
+                out.append(parts[2 * found + 1])
+            i = found + 1
+    return "".join(out)
+
+
+def mask_pii_with(text: str, replace: Callable[[str, str], str], *, ip: bool = True) -> str:
+    """``text`` with every PII match replaced by ``replace(kind, matched text)``.
+
+    Finds exactly what :func:`mask_pii` finds (same patterns, same order, same check digits), but
+    lets the caller choose the replacement per kind (``PII_KINDS``): the audit bundle's policy
+    hashes some kinds so that equal values stay linkable. While the patterns run, each match stands
+    as an inert token (two private-use characters around letters, which no pattern matches and which
+    separate numbers the way ``[email]`` does); the replacements go in at the end, so a replacement
+    that contains digits (a hash) is never taken for PII by a later pattern.
+    ``mask_pii_with(t, lambda kind, _: f"[{PLACEHOLDER[kind]}]") == mask_pii(t)`` for every ``t``.
+    """
+    if not text or ("@" not in text and "+" not in text and not any(c.isdigit() for c in text)):
+        return text  # no pattern can match (the same pre-checks as mask_pii)
+    found: list[tuple[str, str]] = []
+    left, right = _sentinels(text)
+
+    def token(kind: str, value: str) -> str:
+        found.append((kind, value))
+        return f"{left}{_letters(len(found) - 1)}{right}"
+
+    if "@" in text:
+        text = _EMAIL.sub(lambda m: token("email", m.group(0)), text)
+    if "+" in text:
+        text = _INTL_PHONE.sub(
+            lambda m: token("phone", m.group(0)) if _mask_intl_phone(m) != m.group(0) else m.group(0), text
+        )
+    if any(c.isdigit() for c in text):
+        text = _CN_ID.sub(
+            lambda m: token("id_card", m.group(0)) if _mask_cn_id(m) != m.group(0) else m.group(0), text
+        )
+        text = _DIGIT_RUN.sub(lambda m: _digit_run_with(m.group(0), lambda v: token("card", v)), text)
+        text = _CN_MOBILE.sub(lambda m: token("cn_mobile", m.group(0)), text)
+        if ip and "." in text:
+            text = _IPV4.sub(lambda m: token("ip", m.group(0)), text)
+    if not found:
+        return text
+    tokens = re.compile(re.escape(left) + "([a-z]+)" + re.escape(right))
+
+    def put_back(m: re.Match[str]) -> str:
+        index = 0
+        for c in m.group(1):
+            index = index * 26 + _LETTERS.index(c)
+        return replace(*found[index])
+
+    return tokens.sub(put_back, text)

@@ -10,17 +10,24 @@ from pathlib import Path
 from diagnostics.runbooks.decision import DecisionPolicy
 from diagnostics.runbooks.grading import Grading
 from diagnostics.runbooks.loader import Problem, RunbookError, load_yaml_model
+from diagnostics.runbooks.notifications import NotificationsFile
+from diagnostics.runbooks.pii import PiiPolicy
 from diagnostics.runbooks.schemas import PriorityMatrix, Sop, Targets, Thresholds
 
 __all__ = ["FILES", "Problem", "RunbookError", "Runbooks", "load_runbooks"]
 
-FILES: dict[str, type[Sop | PriorityMatrix | Thresholds | Targets | Grading | DecisionPolicy]] = {
+RunbookModel = (
+    Sop | PriorityMatrix | Thresholds | Targets | Grading | DecisionPolicy | PiiPolicy | NotificationsFile
+)
+FILES: dict[str, type[RunbookModel]] = {
     "sop.yaml": Sop,
     "priority_matrix.yaml": PriorityMatrix,
     "thresholds.yaml": Thresholds,
     "targets.yaml": Targets,
     "grading.yaml": Grading,  # alert intake: L1-L4 grades and escalation
     "decision.yaml": DecisionPolicy,  # the canary decision: risk, precedence, stages, human gate
+    "pii.yaml": PiiPolicy,  # the audit bundle: mask or hash each kind of personal data
+    "notifications.yaml": NotificationsFile,  # incident state changes posted to a webhook
 }
 
 
@@ -32,6 +39,8 @@ class Runbooks:
     thresholds: Thresholds
     targets: Targets
     decision: DecisionPolicy
+    pii: PiiPolicy
+    notifications: NotificationsFile
 
     def markdown(self, name: str) -> str:
         """The text of a Markdown runbook (for DAG and task docs)."""
@@ -59,6 +68,8 @@ def load_runbooks(directory: Path | None = None, environ: Mapping[str, str] | No
         thresholds=loaded["thresholds.yaml"],  # type: ignore[arg-type]
         targets=loaded["targets.yaml"],  # type: ignore[arg-type]
         decision=loaded["decision.yaml"],  # type: ignore[arg-type]
+        pii=loaded["pii.yaml"],  # type: ignore[arg-type]
+        notifications=loaded["notifications.yaml"],  # type: ignore[arg-type]
     )
     _cross_check(books)
     return books

@@ -110,11 +110,26 @@ STATUS_STYLE = {"ok": "green", "degraded": "yellow", "failed": "red", "insuffici
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Run phase-1 checks now, outside Airflow (same code as the DAG's tasks)."""
+    """Run phase-1 or phase-2 checks now, outside Airflow (same code as the DAG's tasks)."""
     from diagnostics.golden_window import PHASE, PHASE_CHECKS, EvidenceSources, open_incident, run_check
     from diagnostics.incident import IncidentError
     from diagnostics.phase_summary import summarize
     from diagnostics.runbooks import RunbookError, load_runbooks
+
+    if args.name not in PHASE_CHECKS and args.name != "phase1":
+        from diagnostics.deep.cli import run_phase2
+        from diagnostics.deep.phase import phase_checks
+
+        try:
+            deep = phase_checks()
+            if args.name != "phase2" and args.name not in deep:
+                valid = ["phase1", *PHASE_CHECKS, "phase2", *deep]
+                err.print(f"[red]unknown check {args.name!r}[/red]; valid: {', '.join(valid)}", markup=True)
+                return 2
+            return run_phase2(args, deep if args.name == "phase2" else [args.name])
+        except (IncidentError, RunbookError, ValueError, KeyError) as exc:
+            err.print(f"[red]cannot run:[/red] {exc}", markup=True)
+            return 2
 
     conf: dict[str, Any] = {"window_minutes": args.window_minutes}
     if args.target:
@@ -334,17 +349,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=cmd_demo)
 
-    check = sub.add_parser("check", help="run phase-1 checks against a target now (no Airflow needed)")
-    check.add_argument("name", choices=["phase1", "health_snapshot", "model_integrity", "metrics_sla",
-                                        "log_classification"])  # fmt: skip
+    check = sub.add_parser(
+        "check", help="run phase-1 or phase-2 checks against a target now (no Airflow needed)"
+    )
+    check.add_argument(
+        "name",
+        help="phase1, health_snapshot, model_integrity, metrics_sla, log_classification; phase2 or a phase-2 "
+        "check of runbooks/sop.yaml (clip_consistency, embedding_alignment, asr_check, temporal_alignment, "
+        "alignment_quality, drift)",
+    )
     check.add_argument("--target", help="a target of runbooks/targets.yaml (default: the first)")
     check.add_argument("--window-minutes", type=float, default=15.0, help="how far back to look (1-120)")
     check.add_argument("--json", action="store_true", help="full results as JSON on stdout")
+    check.add_argument(
+        "--version", default="both", choices=["both", "stable", "canary"], help="phase 2: which versions"
+    )
+    check.add_argument("--incident-b64", help="phase 2 in a pod: the DAG's incident (base64 JSON)")
+    check.add_argument(
+        "--xcom", help="phase 2 in a pod: write the full result here (/airflow/xcom/return.json)"
+    )
     check.set_defaults(func=cmd_check)
 
     from diagnostics.intake.cli import register as register_intake
 
     register_intake(sub)
+    from diagnostics.deep.cli import register as register_deep
+
+    register_deep(sub)
+    from diagnostics.audit.cli import register as register_audit
+
+    register_audit(sub)
     return parser
 
 

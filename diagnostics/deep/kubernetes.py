@@ -9,6 +9,7 @@ Pure: builds keyword arguments (kubernetes client models), no Airflow import.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from diagnostics.runbooks.schemas import KubernetesExecution
@@ -73,4 +74,11 @@ def pod_operator_kwargs(
         kwargs["env_from"] = [k8s.V1EnvFromSource(secret_ref=k8s.V1SecretEnvSource(name=cfg.env_from_secret))]
     if cfg.service_account:
         kwargs["service_account_name"] = cfg.service_account
+    if cfg.pod_template_file and on_gpu:  # the template schedules onto GPU nodes
+        from diagnostics.config import Settings
+
+        template = Path(cfg.pod_template_file).expanduser()
+        kwargs["pod_template_file"] = str(
+            template if template.is_absolute() else Settings().repo_root / template
+        )
     return kwargs

@@ -207,6 +207,7 @@ SPEC = register(
         measurement=Measurement,
         measure=measure,
         judge=judge,
+        gpu=True,  # loads a reference model: runs where the model cache is (the GPU pod)
         doc=__doc__ or "",
     )
 )

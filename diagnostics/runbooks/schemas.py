@@ -436,6 +436,11 @@ class KubernetesExecution(Strict):
     )
     env_from_secret: str | None = Field(default=None, description="a Secret whose keys become env variables")
     startup_timeout_s: int = Field(default=600, ge=10, le=3600)
+    pod_template_file: str | None = Field(
+        default=None,
+        description="pod template merged under the operator's settings (relative: to the repo / image root), "
+        "e.g. deploy/kubernetes/gpu-check-pod-template.yaml with the model-cache volume",
+    )
 
 
 class Phase2Execution(Strict):

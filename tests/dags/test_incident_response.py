@@ -174,7 +174,9 @@ def test_1_healthy_service_blames_no_component(phase1: Phase1) -> None:
     assert "response/rollback" not in results
     # phase 2 measured both versions and found them healthy; the decision weighed it
     for name in DEEP_CHECKS:
-        assert results[f"deep/{name}"]["versions"]["canary"]["status"] == "ok", results[f"deep/{name}"]["summary"]
+        assert results[f"deep/{name}"]["versions"]["canary"]["status"] == "ok", results[f"deep/{name}"][
+            "summary"
+        ]
     evidence = results["deep/evidence"]
     assert set(evidence["drift"].values()) <= {0} and set(evidence["consistency"].values()) == {"ok"}
     assert decision["inputs"]["phase2"] == evidence
@@ -217,7 +219,10 @@ def test_2b_a_critical_canary_finding_rolls_back_at_the_gateway_and_recovery_is_
         clear_faults(stack)
     assert run.state == "success"
     # the fast path rolled back on phase-1 evidence, before phase 2; the full decision agreed
-    assert results["fast_decision"]["outcome"] == "rollback" and results["fast_decision"]["inputs"]["phase2"] is None
+    assert (
+        results["fast_decision"]["outcome"] == "rollback"
+        and results["fast_decision"]["inputs"]["phase2"] is None
+    )
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert states["fast_path.rollback_now"] == "success" and states["fast_path.verify_now"] == "success"
     assert states["decision.done_by_fast_path"] == "success" and states["response.rollback"] == "skipped"

@@ -1,0 +1,125 @@
+"""The phase-2 registry: a new check is a module plus a line in runbooks/sop.yaml, never a DAG change."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from diagnostics.deep.base import DeepContext, VersionOutcome
+from diagnostics.deep.registry import CheckNotFound, CheckSpec, register, registered, resolve, unregister
+from diagnostics.results import Status
+from diagnostics.runbooks import load_runbooks
+from tests.conftest import REPO
+
+SOP_CHECKS = [
+    "clip_consistency",
+    "embedding_alignment",
+    "asr_check",
+    "temporal_alignment",
+    "alignment_quality",
+    "drift",
+]
+
+
+class VideoThresholds(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_frame_drop: float = 0.1
+
+
+class VideoMeasurement(BaseModel):
+    frames: int
+
+
+def _measure(ctx: DeepContext, version: str, th: VideoThresholds) -> VideoMeasurement:
+    return VideoMeasurement(frames=24)
+
+
+def _judge(
+    ctx: DeepContext, version: str, m: VideoMeasurement, base: VideoMeasurement | None, th: VideoThresholds
+) -> VersionOutcome:
+    return VersionOutcome(version=version, status=Status.OK, summary=f"{m.frames} frames")
+
+
+@pytest.fixture
+def video_check() -> Iterator[CheckSpec[VideoThresholds, VideoMeasurement]]:
+    spec = register(
+        CheckSpec(
+            name="video_consistency",
+            modality="video",
+            inputs=("service", "golden.video", "reference.clip"),
+            thresholds=VideoThresholds,
+            measurement=VideoMeasurement,
+            measure=_measure,
+            judge=_judge,
+            gpu=True,
+        )
+    )
+    yield spec
+    unregister("video_consistency")
+
+
+@pytest.fixture
+def runbooks_with(tmp_path: Path) -> Path:
+    books = tmp_path / "runbooks"
+    shutil.copytree(REPO / "runbooks", books)
+    return books
+
+
+def test_every_check_in_sop_yaml_resolves_to_a_registered_spec() -> None:
+    books = load_runbooks()
+    assert books.sop.phase("deep_diagnosis").checks == SOP_CHECKS
+    for name in SOP_CHECKS:
+        spec = resolve(name)
+        assert spec.name == name and spec.phase == "deep_diagnosis"
+        assert spec.measure is not None and spec.judge is not None and spec.inputs
+        spec.thresholds_from(books)  # defaults validate
+    assert set(SOP_CHECKS) <= set(registered())
+    gpu = {n for n in SOP_CHECKS if resolve(n).gpu}
+    assert gpu == {"clip_consistency", "embedding_alignment", "asr_check", "temporal_alignment"}
+
+
+def test_an_unknown_check_names_the_module_to_add() -> None:
+    with pytest.raises(CheckNotFound, match=r"add a module diagnostics\.deep\.no_such_check"):
+        resolve("no_such_check")
+
+
+def test_registering_a_different_check_under_a_taken_name_fails(video_check: CheckSpec) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match="registered twice"):
+        register(CheckSpec(name="video_consistency", measure=lambda c, v, t: t, judge=_judge))  # type: ignore[arg-type,return-value]
+
+
+def test_bad_thresholds_name_the_runbook_field(runbooks_with: Path) -> None:
+    text = (runbooks_with / "thresholds.yaml").read_text()
+    (runbooks_with / "thresholds.yaml").write_text(text + "deep:\n  clip_consistency: {min_margin: lots}\n")
+    books = load_runbooks(runbooks_with)
+    with pytest.raises(ValueError, match=r"thresholds.yaml: deep\.clip_consistency\.min_margin"):
+        resolve("clip_consistency").thresholds_from(books)
+    (runbooks_with / "thresholds.yaml").write_text(text + "deep:\n  asr_check: {max_error_rate: 0.4}\n")
+    th = resolve("asr_check").thresholds_from(load_runbooks(runbooks_with))
+    assert th.max_error_rate == 0.4 and th.max_mean_error_rate == 0.15  # type: ignore[attr-defined]
+
+
+def test_a_registered_check_listed_in_sop_yaml_is_scheduled_by_the_dag(
+    video_check: CheckSpec,  # type: ignore[type-arg]
+    runbooks_with: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    sop = runbooks_with / "sop.yaml"
+    sop.write_text(
+        sop.read_text().replace("alignment_quality, drift]", "alignment_quality, drift, video_consistency]")
+    )
+    monkeypatch.setenv("TRIAGE24_RUNBOOKS_DIR", str(runbooks_with))
+    bag = DagBag(dag_folder=str(REPO / "dags" / "incident_response.py"))
+    assert bag.import_errors == {}
+    dag = bag.dags["incident_response"]
+    task = dag.get_task("deep_diagnosis.video_consistency")
+    assert task.upstream_task_ids == {"golden_window.phase_summary"}
+    assert "deep_diagnosis.deep_summary" in task.downstream_task_ids
+    deep = sorted(t.task_id for t in dag.tasks if t.task_id.startswith("deep_diagnosis."))
+    assert deep == sorted(f"deep_diagnosis.{n}" for n in [*SOP_CHECKS, "video_consistency", "deep_summary"])

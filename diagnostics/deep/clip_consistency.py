@@ -26,6 +26,7 @@ from diagnostics.deep.registry import CheckSpec, register
 from diagnostics.results import Finding, Status
 
 CHECK = "clip_consistency"
+HIST_EDGES = [round(-1.0 + 0.1 * i, 1) for i in range(21)]  # cosine bins of the similarity histograms
 
 
 class Thresholds(BaseModel):
@@ -49,6 +50,9 @@ class Measurement(BaseModel):
     text_dim: int
     matched_cosine: list[float] = Field(default_factory=list)
     mismatched_mean: float | None = None
+    mismatched_hist: list[int] = Field(
+        default_factory=list, description="counts of mismatched-pair cosines in HIST_EDGES bins (for plots)"
+    )
     margin: float | None = None
     recall: dict[str, float] = Field(default_factory=dict)  # i2t@1, i2t@5, t2i@1, t2i@5
     reference_image_cosine: list[float] | None = None
@@ -73,6 +77,7 @@ def consistency_figures(images: FloatArray, texts: FloatArray, captions: list[st
     return {
         "matched_cosine": [round(float(x), 6) for x in matched],
         "mismatched_mean": float(mism.mean()) if mism.size else None,
+        "mismatched_hist": [int(c) for c in np.histogram(np.clip(mism, -1, 1), bins=HIST_EDGES)[0]],
         "margin": float(matched.mean() - mism.mean()) if mism.size else None,
         "recall": {
             "i2t@1": recall_at(sim, relevant, 1),
@@ -122,7 +127,15 @@ def judge(
             findings=findings,
         )
     assert m.margin is not None
-    figures: dict[str, object] = {"margin": round(m.margin, 4), "recall": m.recall, "samples": len(m.ids)}
+    figures: dict[str, object] = {
+        "margin": round(m.margin, 4),
+        "recall": m.recall,
+        "samples": len(m.ids),
+        # for the report's similarity histograms: matched pairs (per sample) vs mismatched pairs (binned)
+        "matched_cosine": dict(zip(m.ids, m.matched_cosine, strict=True)),
+        "mismatched_hist": m.mismatched_hist,
+        "hist_edges": HIST_EDGES,
+    }
     if m.margin < th.min_margin:
         fail.append(f"margin {m.margin:.3f} < {th.min_margin:g}")
     if m.recall["i2t@1"] < th.min_recall_at_1 or m.recall["t2i@1"] < th.min_recall_at_1:

@@ -132,9 +132,13 @@ def open_incident(run_id: str, conf: dict[str, Any], now: datetime | None = None
 
 
 def store_incident(incident: Incident) -> dict[str, Any]:
+    from diagnostics.notify import notify
+
     path = write_json(
         Settings().artifacts / incident.incident_id / "incident.json", incident.model_dump(mode="json")
     )
+    names = ", ".join(incident.alert_names) or "manual investigation"
+    notify(incident, "opened", summary=f"{incident.target}: {names}")
     return {**incident.summary(), "artifact": str(path)}
 
 

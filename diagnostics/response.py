@@ -91,6 +91,10 @@ def decide_and_store(incident: dict[str, Any] | Incident, *, fast: bool = False)
     name = FAST_DECISION if fast else "decision"
     path = write_result(root, inc.incident_id, DECISION_PHASE, name, decision)
     log.info("%s: %s by rule %s (%s)", name, decision.outcome.value, decision.rule, path)
+    if not fast:
+        from diagnostics.notify import notify
+
+        notify(inc, "decided", summary=f"{decision.outcome.value} ({decision.rule}): {decision.summary}")
     for line in decision.reasons[:10]:
         log.info("  reason: %s", line)
     return decision
@@ -148,6 +152,10 @@ def act_and_store(
     result.details["decided_by"] = decided_by
     path = write_result(Settings().artifacts, inc.incident_id, ACTION_PHASE, result.check, result)
     log.info("%s: %s - %s (%s)", action, result.status.value, result.summary, path)
+    if action == "rollback" and result.changed:
+        from diagnostics.notify import notify
+
+        notify(inc, "rolled_back", summary=f"{result.summary} ({decided_by})")
     return result
 
 
@@ -180,6 +188,10 @@ def verify_and_store(
     )
     write_result(Settings().artifacts, inc.incident_id, ACTION_PHASE, result.check, result)
     log.info("recovery: %s - %s", result.status.value, result.summary)
+    if result.status is Status.OK:
+        from diagnostics.notify import notify
+
+        notify(inc, "recovered", summary=result.summary)
     return result
 
 

@@ -66,6 +66,7 @@ def pod_operator_kwargs(
         else [],
         "env_vars": {**cfg.env, "TRIAGE24_REFERENCE_DEVICE": "cuda" if on_gpu else "cpu"},
         "do_xcom_push": True,
+        "trigger_rule": "all_done",  # after the fast path, whatever it did (see the DAG)
         "get_logs": True,
         "on_finish_action": "delete_pod",
         "startup_timeout_seconds": cfg.startup_timeout_s,

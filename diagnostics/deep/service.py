@@ -166,3 +166,9 @@ class ServiceClient:
 
     def router(self, payload: dict[str, Any]) -> Call:
         return self.post(self.api.router, payload)
+
+    def chat(self, message: str) -> Call:
+        call = self.post(self.api.chat, {"message": message})
+        if not isinstance(call.body.get("answer"), str):
+            raise ServiceError("malformed", f"{self.base}{self.api.chat}: no 'answer' in the reply")
+        return call

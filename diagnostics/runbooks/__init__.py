@@ -12,12 +12,21 @@ from diagnostics.runbooks.grading import Grading
 from diagnostics.runbooks.loader import Problem, RunbookError, load_yaml_model
 from diagnostics.runbooks.notifications import NotificationsFile
 from diagnostics.runbooks.pii import PiiPolicy
+from diagnostics.runbooks.regression import RegressionFile
 from diagnostics.runbooks.schemas import PriorityMatrix, Sop, Targets, Thresholds
 
 __all__ = ["FILES", "Problem", "RunbookError", "Runbooks", "load_runbooks"]
 
 RunbookModel = (
-    Sop | PriorityMatrix | Thresholds | Targets | Grading | DecisionPolicy | PiiPolicy | NotificationsFile
+    Sop
+    | PriorityMatrix
+    | Thresholds
+    | Targets
+    | Grading
+    | DecisionPolicy
+    | PiiPolicy
+    | NotificationsFile
+    | RegressionFile
 )
 FILES: dict[str, type[RunbookModel]] = {
     "sop.yaml": Sop,
@@ -28,6 +37,7 @@ FILES: dict[str, type[RunbookModel]] = {
     "decision.yaml": DecisionPolicy,  # the canary decision: risk, precedence, stages, human gate
     "pii.yaml": PiiPolicy,  # the audit bundle: mask or hash each kind of personal data
     "notifications.yaml": NotificationsFile,  # incident state changes posted to a webhook
+    "regression.yaml": RegressionFile,  # phase 3 and the scheduled runs: the golden regression suite
 }
 
 
@@ -41,6 +51,7 @@ class Runbooks:
     decision: DecisionPolicy
     pii: PiiPolicy
     notifications: NotificationsFile
+    regression: RegressionFile
 
     def markdown(self, name: str) -> str:
         """The text of a Markdown runbook (for DAG and task docs)."""
@@ -70,6 +81,7 @@ def load_runbooks(directory: Path | None = None, environ: Mapping[str, str] | No
         decision=loaded["decision.yaml"],  # type: ignore[arg-type]
         pii=loaded["pii.yaml"],  # type: ignore[arg-type]
         notifications=loaded["notifications.yaml"],  # type: ignore[arg-type]
+        regression=loaded["regression.yaml"],  # type: ignore[arg-type]
     )
     _cross_check(books)
     return books

@@ -354,6 +354,7 @@ class ServiceApi(Strict):
     image_embeddings: str = Field(default="/v1/embeddings/image", pattern=r"^/")
     transcriptions: str = Field(default="/v1/audio/transcriptions", pattern=r"^/")
     router: str = Field(default="/v1/router", pattern=r"^/")
+    chat: str = Field(default="/v1/chat", pattern=r"^/")
     batch_size: int = Field(default=32, ge=1, le=1024, description="inputs per embedding request")
     timeout_s: float = Field(default=30.0, gt=0, le=600, description="per request; a timeout is a finding")
 

@@ -119,7 +119,7 @@ def test_a_registered_check_listed_in_sop_yaml_is_scheduled_by_the_dag(
     assert bag.import_errors == {}
     dag = bag.dags["incident_response"]
     task = dag.get_task("deep_diagnosis.video_consistency")
-    assert task.upstream_task_ids == {"golden_window.phase_summary"}
+    assert task.upstream_task_ids == {"fast_path.verify_now", "fast_path.no_fast_path"}  # after the fast path
     assert "deep_diagnosis.deep_summary" in task.downstream_task_ids
     deep = sorted(t.task_id for t in dag.tasks if t.task_id.startswith("deep_diagnosis."))
     assert deep == sorted(f"deep_diagnosis.{n}" for n in [*SOP_CHECKS, "video_consistency", "deep_summary"])

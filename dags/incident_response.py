@@ -9,12 +9,22 @@ dependency never fails the run: its check reports ``insufficient_evidence`` and 
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import HITLBranchOperator
-from airflow.sdk import Param, TaskGroup, dag, get_current_context, task
+from airflow.sdk import (
+    AsyncCallback,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    TaskGroup,
+    dag,
+    get_current_context,
+    task,
+)
 
 from diagnostics.golden_window import PHASE, PHASE_CHECKS
 from diagnostics.runbooks import RunbookError, load_runbooks
@@ -29,6 +39,13 @@ try:  # docs and choices come from runbooks/; a broken runbook must not hide the
     _TARGETS = [t.name for t in _BOOKS.targets.targets]
     _PHASE_TITLE = _BOOKS.sop.phase(PHASE).title
     _DEEP_TITLE = _BOOKS.sop.phase("deep_diagnosis").title
+    _DELIVERY_TITLE = _BOOKS.sop.phase("verified_delivery").title
+    # one Deadline Alert per phase with a deadline (2 h, 12 h, 24 h), measured from the run's queue time
+    _DEADLINES = {p.id: p.deadline_h for p in _BOOKS.sop.phases if p.deadline_h is not None}
+    # Off only where runs go through dag.test(): on Airflow 3.3 dag.test() fails to create a run of a
+    # DAG with deadlines (a query of deadline_alert by a dict id); the scheduler path is unaffected.
+    if os.environ.get("TRIAGE24_DEADLINE_ALERTS", "1") == "0":
+        _DEADLINES = {}
     _EXECUTION = _BOOKS.targets.phase2_execution
     _DECISION_TITLE = _BOOKS.sop.phase("decision").title
     # One human gate per grade: its default choice and timeout are the grade's (decision.yaml).
@@ -42,6 +59,7 @@ try:  # docs and choices come from runbooks/; a broken runbook must not hide the
 except (RunbookError, OSError, KeyError, ValueError) as exc:
     _DOC, _TARGETS, _PHASE_TITLE = f"Runbooks could not be loaded: {exc}", ["testbed"], PHASE
     _DECISION_TITLE, _HUMAN_GATES, _DEEP_TITLE = "decision", {}, "deep_diagnosis"
+    _DELIVERY_TITLE, _DEADLINES = "verified_delivery", {}
     _EXECUTION, _DEEP_CHECKS = Phase2Execution(), {}
 
 
@@ -199,6 +217,17 @@ def _incident() -> Any:
         ),
     },
     render_template_as_native_obj=True,
+    # Deadline Alerts for the SOP's windows: when the run is still open, the triggerer calls
+    # diagnostics.deadlines.deadline_missed, which marks the phase overdue (if it is) and notifies.
+    deadline=[
+        DeadlineAlert(
+            reference=DeadlineReference.DAGRUN_QUEUED_AT,
+            interval=timedelta(hours=hours),
+            callback=AsyncCallback("diagnostics.deadlines.deadline_missed", kwargs={"phase": phase}),
+            name=f"{phase}_deadline",
+        )
+        for phase, hours in _DEADLINES.items()
+    ],
 )
 def incident_response() -> None:
     @task
@@ -256,16 +285,20 @@ def incident_response() -> None:
         rollback_now = _rollback.override(task_id="rollback_now")()
         no_fast_path = EmptyOperator(task_id="no_fast_path", doc_md="Phase 1 alone does not roll back.")
         gate >> [rollback_now, no_fast_path]
-        _verify.override(task_id="verify_now")(rollback_now)
+        verified_now = _verify.override(task_id="verify_now")(rollback_now)
 
     # --- phase 2: deep diagnosis, one task (or GPU pod) per check of runbooks/sop.yaml ---------------
+    # It starts once the fast path is through (a rollback applied and verified, or none needed): its
+    # golden probes load the services, and recovery is judged on the stable version's own traffic.
     with TaskGroup("deep_diagnosis", tooltip=_DEEP_TITLE, doc_md=_DEEP_TITLE):
         deep = [
-            _deep_pod(name, opened) if mode == "kubernetes" else _deep_task.override(task_id=name)(name)
+            _deep_pod(name, opened)
+            if mode == "kubernetes"
+            else _deep_task.override(task_id=name, trigger_rule="all_done")(name)
             for name, mode in _DEEP_CHECKS.items()
         ]
         for t in deep:
-            phase1_done >> t
+            [verified_now, no_fast_path] >> t
 
         @task(trigger_rule="all_done")
         def deep_summary(returned: list[Any]) -> dict[str, Any]:
@@ -358,9 +391,55 @@ def incident_response() -> None:
 
         rolled_back = _rollback.override(task_id="rollback")()
         [go_rollback, approved["rollback"]] >> rolled_back
-        _verify.override(task_id="verify_recovery")(rolled_back)
-        [go_continue, approved["continue"]] >> continue_release()
-        approved["hold"] >> hold()
+        verified = _verify.override(task_id="verify_recovery")(rolled_back)
+        continued = continue_release()
+        [go_continue, approved["continue"]] >> continued
+        held = hold()
+        approved["hold"] >> held
+
+    # --- phase 3: verified delivery --------------------------------------------------------------
+    with TaskGroup("verified_delivery", tooltip=_DELIVERY_TITLE, doc_md=_DELIVERY_TITLE):
+
+        @task(trigger_rule="all_done")
+        def regression_suite() -> dict[str, Any]:
+            """The golden regression suite on the version serving now (stable after a rollback, else
+            the canary), against the stored baseline; kept in the regression history."""
+            from diagnostics.delivery import regression_and_store
+
+            return regression_and_store(_incident())
+
+        @task(trigger_rule="all_done")
+        def diff_report(regression: Any) -> dict[str, Any]:
+            """Phase summary with the deadlines, then the HTML + Markdown diff report of the incident."""
+            from diagnostics.delivery import report_and_store, summarize_and_store
+
+            summary = summarize_and_store(_incident())
+            return {
+                "summary": summary.summary,
+                "status": summary.status.value,
+                **report_and_store(_incident()),
+            }
+
+        @task(trigger_rule="all_done")
+        def audit_bundle(report: Any) -> dict[str, Any]:
+            """PII-masked evidence, decision snapshot, manifest, hash chain, signature (key: Connection
+            ``triage24_audit`` password, else TRIAGE24_AUDIT_KEY). No key fails this task."""
+            import os
+
+            from diagnostics.delivery import close_and_notify, seal_and_store
+
+            conn = _connection("triage24_audit")
+            if conn is not None and conn.password:
+                secret, source = conn.password, "Connection triage24_audit"
+            else:
+                secret, source = os.environ.get("TRIAGE24_AUDIT_KEY"), "TRIAGE24_AUDIT_KEY"
+            info = seal_and_store(_incident(), secret, source)
+            close_and_notify(_incident(), f"evidence sealed: bundle {info.get('bundle_digest', '')[:12]}")
+            return info
+
+        reg = regression_suite()
+        [verified_now, done_by_fast_path, verified, continued, held] >> reg
+        audit_bundle(diff_report(reg))
 
 
 def _decided_by() -> str:

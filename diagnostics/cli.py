@@ -376,9 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     from diagnostics.deep.cli import register as register_deep
 
     register_deep(sub)
+    from diagnostics.regression.cli import register as register_regression
+
+    register_regression(sub)
     from diagnostics.audit.cli import register as register_audit
 
     register_audit(sub)
+    from diagnostics.report.cli import register as register_report
+
+    register_report(sub)
     return parser
 
 

@@ -60,6 +60,8 @@ class Phase1:
             results[f"response/{p.stem}"] = json.loads(p.read_text())
         for p in (root / "deep_diagnosis").glob("*.json"):
             results[f"deep/{p.stem}"] = json.loads(p.read_text())
+        for p in (root / "verified_delivery").glob("*.json"):
+            results[f"delivery/{p.stem}"] = json.loads(p.read_text())
         return run, results
 
     def gateway_weight(self, weight: float | None = None) -> float:
@@ -98,6 +100,8 @@ def phase1(
         for key, value in testbed_stack.environ().items():
             mp.setenv(key, value)
         mp.setenv("TRIAGE24_PROMETHEUS_PORT", str(prom.port))
+        mp.setenv("TRIAGE24_AUDIT_KEY", "test-audit-key-0123456789abcdef")
+        mp.setenv("TRIAGE24_DEADLINE_ALERTS", "0")  # dag.test() cannot run a DAG with deadlines (3.3)
         prom.wait_for_series('testbed_model_loaded{job="testbed",version="canary"}')
         bag = DagBag(dag_folder=str(REPO / "dags" / "incident_response.py"))
         assert bag.import_errors == {}
@@ -151,6 +155,25 @@ def assert_ran(run: Any, results: dict[str, dict[str, Any]]) -> None:
     assert deep == {*DEEP_CHECKS, "summary", "evidence"}, sorted(deep)
 
 
+def assert_delivered(phase1: Phase1, run: Any, results: dict[str, dict[str, Any]], version: str) -> None:
+    from diagnostics.audit import audit_key, verify_bundle
+
+    suite = results["delivery/regression_suite"]
+    assert suite["version"] == version and suite["trigger"] == run.run_id
+    assert suite["status"] in ("ok", "degraded"), suite["summary"]  # degraded: only latency on a busy CPU
+    assert set(suite["channels"]) == {"text", "image", "audio", "router"}
+    summary = results["delivery/summary"]
+    assert {d["phase"] for d in summary["details"]["deadlines"]} == {"golden_window", "deep_diagnosis"}
+    assert all(d["state"] == "met" for d in summary["details"]["deadlines"])
+    root = phase1.stack.home / "artifacts"
+    html = (root / run.run_id / "report" / "report.html").read_text()
+    assert run.run_id in html and results["decision"]["outcome"] in html and "<svg" in html
+    bundles = sorted((root / "audit" / "bundles" / run.run_id).iterdir())
+    assert len(bundles) == 1
+    check = verify_bundle(bundles[0], audit_key("test-audit-key-0123456789abcdef"))
+    assert check.status.value == "ok", check
+
+
 def test_1_healthy_service_blames_no_component(phase1: Phase1) -> None:
     stack = phase1.stack
     clear_faults(stack)
@@ -180,6 +203,8 @@ def test_1_healthy_service_blames_no_component(phase1: Phase1) -> None:
     evidence = results["deep/evidence"]
     assert set(evidence["drift"].values()) <= {0} and set(evidence["consistency"].values()) == {"ok"}
     assert decision["inputs"]["phase2"] == evidence
+    # phase 3: nothing was rolled back, so the regression suite verified the canary; report and bundle
+    assert_delivered(phase1, run, results, version="canary")
 
 
 def test_2_embedding_dim_mismatch_blames_the_router_path(phase1: Phase1) -> None:
@@ -233,6 +258,8 @@ def test_2b_a_critical_canary_finding_rolls_back_at_the_gateway_and_recovery_is_
     assert alignment["canary"]["status"] == "failed" and alignment["stable"]["status"] == "ok"
     assert "512-d" in alignment["canary"]["summary"] and "128-d" in alignment["canary"]["summary"]
     assert decision["inputs"]["phase2"]["consistency"]["embedding_alignment"] == "failed"
+    # phase 3 verified what serves after the rollback: stable
+    assert_delivered(phase1, run, results, version="stable")
     action = results["response/rollback"]
     assert action["outcome"] == "applied" and action["changed"] is True
     assert action["before"]["canary_weight"] == 10 and action["after"]["canary_weight"] == 0

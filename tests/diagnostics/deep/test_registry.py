@@ -123,3 +123,26 @@ def test_a_registered_check_listed_in_sop_yaml_is_scheduled_by_the_dag(
     assert "deep_diagnosis.deep_summary" in task.downstream_task_ids
     deep = sorted(t.task_id for t in dag.tasks if t.task_id.startswith("deep_diagnosis."))
     assert deep == sorted(f"deep_diagnosis.{n}" for n in [*SOP_CHECKS, "video_consistency", "deep_summary"])
+
+
+def test_the_incident_dag_has_a_deadline_alert_per_sop_deadline() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags" / "incident_response.py")).dags["incident_response"]
+    deadlines = {d.name: d for d in dag.deadline}
+    assert set(deadlines) == {
+        "golden_window_deadline",
+        "deep_diagnosis_deadline",
+        "verified_delivery_deadline",
+    }
+    assert [d.interval.total_seconds() / 3600 for d in deadlines.values()] == [2, 12, 24]
+    assert all(d.callback.path == "diagnostics.deadlines.deadline_missed" for d in deadlines.values())
+    groups = {t.task_id.split(".")[0] for t in dag.tasks if "." in t.task_id}
+    assert groups == {
+        "golden_window",
+        "fast_path",
+        "deep_diagnosis",
+        "decision",
+        "response",
+        "verified_delivery",
+    }

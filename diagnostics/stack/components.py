@@ -81,6 +81,8 @@ def airflow_env(settings: Settings, secrets: Mapping[str, str]) -> dict[str, str
         "TRIAGE24_WEBHOOK_TOKEN": secrets["TRIAGE24_WEBHOOK_TOKEN"],
         # The rollback task sets the testbed gateway's canary weight with it (targets.yaml names it).
         "TRIAGE24_TESTBED_ADMIN_TOKEN": secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"],
+        # The audit bundle of phase 3 is signed with it (a Connection triage24_audit takes precedence).
+        "TRIAGE24_AUDIT_KEY": secrets["TRIAGE24_AUDIT_KEY"],
         # Settings the DAG tasks read (diagnostics.config.Settings) so they see the same stack.
         **settings.port_environ(),
     }

@@ -270,8 +270,17 @@ def _demo_incident(stack: Any, fault: str, say: Callable[[str], None]) -> str | 
     for name, r in inc.response.items():
         status = str(r.get("status"))
         console.print(f"{name}: [{STATUS_STYLE.get(status, 'white')}]{status}[/] {r.get('summary')}")
+    for title, phase in (
+        ("phase 2 (deep diagnosis)", inc.deep),
+        ("phase 3 (verified delivery)", inc.delivery),
+    ):
+        if phase:
+            status = str(phase.get("status"))
+            console.print(f"{title}: [{STATUS_STYLE.get(status, 'white')}]{status}[/] {phase.get('summary')}")
+    if inc.report is not None:
+        console.print(f"diff report: {inc.report}")
     console.print(
-        f"fault -> incident run {inc.alert_to_run_s:.1f} s; the run (phase 1, decision, response) took "
+        f"fault -> incident run {inc.alert_to_run_s:.1f} s; the run (phases 1-3, decision, response) took "
         f"{inc.run_s:.1f} s; evidence in {inc.artifacts}"
     )
     if inc.state != "success":

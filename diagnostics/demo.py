@@ -54,6 +54,9 @@ class DemoIncident:
     decision: dict[str, Any] = field(default_factory=dict)
     response: dict[str, dict[str, Any]] = field(default_factory=dict)
     weight_before: float | None = None
+    deep: dict[str, Any] = field(default_factory=dict)  # phase-2 summary
+    delivery: dict[str, Any] = field(default_factory=dict)  # phase-3 summary
+    report: Path | None = None
 
 
 def _admin(settings: Settings, token: str, method: str, body: dict[str, Any] | None = None) -> None:
@@ -95,7 +98,7 @@ def run_incident(
     fault: str,
     say: Callable[[str], None],
     alert_timeout_s: float = 240.0,
-    run_timeout_s: float = 300.0,
+    run_timeout_s: float = 600.0,  # phases 1-3 with real CLIP and Whisper on a 2-core CPU: ~3-4 min
 ) -> DemoIncident:
     """Inject ``fault`` on the canary, wait for the alert-driven incident run, return what it found."""
     spec = FAULTS[fault]
@@ -125,7 +128,7 @@ def run_incident(
                 time.sleep(1.0)
         alert_to_run = time.monotonic() - t0
         run_id = str(run["dag_run_id"])
-        say(f"incident run {run_id} created {alert_to_run:.1f} s after the fault; running phase 1")
+        say(f"incident run {run_id} created {alert_to_run:.1f} s after the fault; running phases 1-3")
         t1 = time.monotonic()
         done = api.wait_run(
             INCIDENT_DAG, run_id, timeout_s=run_timeout_s, on_change=lambda s: say(f"run: {s}")
@@ -156,7 +159,17 @@ def run_incident(
     for name in ("rollback", "recovery_verification", "promotion", "hold"):
         with contextlib.suppress(ValueError):
             response[name] = read_result(root, run_id, "response", name)
+    deep: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):
+        deep = read_result(root, run_id, "deep_diagnosis", "summary")
+    delivery: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):
+        delivery = read_result(root, run_id, "verified_delivery", "summary")
+    report = root / run_id / "report" / "report.html"
     return DemoIncident(
+        deep=deep,
+        delivery=delivery,
+        report=report if report.is_file() else None,
         decision=decision,
         response=response,
         weight_before=weight_before,

@@ -104,7 +104,7 @@ def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_ve
             interval_s=1.0,
         )
         run_id = run["dag_run_id"]
-        done = e2e.api.wait_run(DAG_ID, run_id, timeout_s=420)
+        done = e2e.api.wait_run(DAG_ID, run_id, timeout_s=720)
     finally:
         e2e.fault(None)
     assert done["state"] == "success", done
@@ -120,6 +120,18 @@ def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_ve
     audit = (e2e.s.home / "actions" / "audit" / "rollback.jsonl").read_text()
     assert run_id in audit and e2e.stack.secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"] not in audit
 
+    # Stop the bleeding first: the rollback ran on the fast path, right after phase 1; phase 2 and 3 ran.
+    tis = e2e.api.request("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+    states = {t["task_id"]: t["state"] for t in tis}
+    assert states["fast_path.rollback_now"] == "success" and states["decision.done_by_fast_path"] == "success"
+    assert states["deep_diagnosis.deep_summary"] == "success"
+    assert states["verified_delivery.audit_bundle"] == "success", states
+    delivery = e2e.stored(run_id, "verified_delivery", "regression_suite")
+    assert delivery["version"] == "stable"
+    assert (e2e.s.artifacts / run_id / "report" / "report.html").is_file()
+    # finished long before its deadlines: the scheduler pruned them, none missed
+    assert deadlines_of(e2e, run_id) == []
+
     # The scheduler re-running the rollback task (a retry, or a restart mid-incident) changes nothing.
     e2e.weight(50)
     cleared = e2e.api.request(
@@ -128,7 +140,7 @@ def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_ve
         json={
             "dry_run": False,
             "dag_run_id": run_id,
-            "task_ids": ["response.rollback"],
+            "task_ids": ["fast_path.rollback_now"],
             "only_failed": False,
         },
     )
@@ -141,6 +153,23 @@ def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_ve
     )
     assert e2e.weight() == 50, "a second run of the same incident's rollback must not act again"
     e2e.weight(10)
+
+
+def deadlines_of(e2e: E2E, run_id: str) -> list[float]:
+    """Hours from queueing to each open Deadline of the run, read from the stack's metadata DB."""
+    import sqlite3
+    from datetime import datetime
+
+    with sqlite3.connect(e2e.s.airflow_home / "airflow.db") as db:
+        rows = db.execute(
+            "SELECT d.deadline_time, r.queued_at FROM deadline d JOIN dag_run r ON r.id = d.dagrun_id "
+            "WHERE r.run_id = ? AND NOT d.missed",
+            (run_id,),
+        ).fetchall()
+    return [
+        (datetime.fromisoformat(str(d)) - datetime.fromisoformat(str(q))).total_seconds() / 3600
+        for d, q in rows
+    ]
 
 
 def test_b_prometheus_down_asks_a_human_who_answers_over_the_rest_api(e2e: E2E) -> None:
@@ -199,12 +228,16 @@ def test_b_prometheus_down_asks_a_human_who_answers_over_the_rest_api(e2e: E2E) 
         tis = r.json().get("task_instances", []) if r.status_code == 200 else []
         return next((t["task_id"] for t in tis if t["state"] == "awaiting_input"), None)
 
-    task_id = wait_for("the human gate to ask", awaiting, timeout_s=180, interval_s=1.0)
+    # phase 2 runs before the decision (1-3 min of real CLIP and Whisper on 2 cores)
+    task_id = wait_for("the human gate to ask", awaiting, timeout_s=480, interval_s=1.0)
     # A person answers seconds after the question appears, not within the ~0.2 s the worker takes
     # to finish parking the task: an answer inside that window was seen to be lost on Airflow 3.3
     # (the resumed try exited, the retry asked again).
     time.sleep(3)
     assert task_id == f"decision.human_gate_{grade}"
+    # while the run waits for a person, its three Deadline Alerts (2 h, 12 h, 24 h) stand
+    hours = sorted(round(h, 2) for h in deadlines_of(e2e, run_id))
+    assert hours == [2.0, 12.0, 24.0], hours
     decision = e2e.stored(run_id, "decision", "decision")
     assert decision["outcome"] == "insufficient_evidence" and decision["needs_human"] is True
     answer = e2e.api.request(
@@ -213,7 +246,7 @@ def test_b_prometheus_down_asks_a_human_who_answers_over_the_rest_api(e2e: E2E) 
         json={"chosen_options": ["Hold and escalate"]},
     )
     assert answer.status_code == 200, answer.text
-    done = e2e.api.wait_run(DAG_ID, run_id, timeout_s=180)
+    done = e2e.api.wait_run(DAG_ID, run_id, timeout_s=420)  # then phase 3
     assert done["state"] == "success", done
     hold = e2e.stored(run_id, "response", "hold")
     assert hold["details"]["escalate"] is True

@@ -14,7 +14,11 @@ The token: the password of the Airflow Connection ``triage24_webhook`` (extra
 variable ``TRIAGE24_WEBHOOK_TOKEN``. Re-read in the background every 30 s (a rotation takes effect
 within about that); registered with Airflow's secrets masker; never logged.
 
-One file on purpose: Airflow imports every ``.py`` under plugins/ as a top-level module.
+The same plugin mounts the on-call Incidents view (``triage24_ui.py``, at ``/triage24/ui``) and shows
+it in the Airflow UI through ``external_views``; that view validates Airflow's own JWT on every route.
+
+Airflow imports every ``.py`` under plugins/ as a top-level module: the intake stays in this file;
+``triage24_ui.py`` holds no plugin class and no import-time state, so its second import is harmless.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI
+from triage24_ui import EXTERNAL_VIEWS, UI_PREFIX, ui_app
 
 from diagnostics.intake.app import create_app
 from diagnostics.intake.backend import BackendUnavailable
@@ -199,5 +204,7 @@ def intake_app(settings: IntakeSettings | None = None) -> FastAPI:
 class Triage24Plugin(AirflowPlugin):
     name = "triage24"
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
-        {"app": intake_app(), "url_prefix": URL_PREFIX, "name": "Triage24 alert intake"}
+        {"app": intake_app(), "url_prefix": URL_PREFIX, "name": "Triage24 alert intake"},
+        {"app": ui_app(), "url_prefix": UI_PREFIX, "name": "Triage24 incidents view"},
     ]
+    external_views: ClassVar[list[dict[str, Any]]] = EXTERNAL_VIEWS

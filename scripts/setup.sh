@@ -7,7 +7,7 @@ ROOT=$(pwd)
 DEV=0
 [[ "${1:-}" == "--dev" ]] && DEV=1
 VENV="${TRIAGE24_VENV:-$ROOT/.venv}"
-APT_PACKAGES=(prometheus prometheus-alertmanager ffmpeg espeak-ng)
+APT_PACKAGES=(prometheus prometheus-alertmanager ffmpeg espeak-ng); [[ $DEV == 1 ]] && APT_PACKAGES+=(chromium)  # chromium: the UI's browser test
 step() { printf '\n\033[1m[%s] %s\033[0m\n' "$1" "$2"; }
 
 step 1/5 "Debian packages: ${APT_PACKAGES[*]}"

@@ -26,7 +26,10 @@ def test_airflow_loads_the_plugin_and_mounts_the_intake(airflow_db: Path) -> Non
     from airflow import plugins_manager
 
     apps, _ = plugins_manager.get_fastapi_plugins()
-    assert [(a["name"], a["url_prefix"]) for a in apps] == [("Triage24 alert intake", "/triage24/intake")]
+    assert [(a["name"], a["url_prefix"]) for a in apps] == [
+        ("Triage24 alert intake", "/triage24/intake"),
+        ("Triage24 incidents view", "/triage24/ui"),  # tests/plugins/test_incidents_ui.py
+    ]
     assert plugins_manager.get_import_errors() == {}
 
 

@@ -127,31 +127,7 @@ def _mask_digit_run(m: re.Match[str]) -> str:
     Tries spans of whole groups, longest first from each start, so a card followed or preceded by
     unrelated numbers is still found; a span that is not a card is left as it was.
     """
-    run = m.group(0)
-    if len(run) < 13:
-        return run
-    parts = _GROUP_SPLIT.split(run)  # groups at even indexes, separators at odd ones
-    groups = parts[0::2]
-    out: list[str] = []
-    i = 0
-    n = len(groups)
-    while i < n:
-        found = -1
-        for j in range(n - 1, i - 1, -1):
-            if _card_span("".join(groups[i : j + 1])):
-                found = j
-                break
-        if found < 0:
-            out.append(groups[i])
-            if i < n - 1:
-                out.append(parts[2 * i + 1])
-            i += 1
-        else:
-            out.append("[card]")
-            if found < n - 1:
-                out.append(parts[2 * found + 1])
-            i = found + 1
-    return "".join(out)
+    return _digit_run_with(m.group(0), lambda _span: "[card]")
 
 
 def _mask_cn_id(m: re.Match[str]) -> str:

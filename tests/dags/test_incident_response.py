@@ -80,6 +80,26 @@ def _stable_traffic(url: str, stop: threading.Event) -> None:
                 client.post(f"{url}/v1/embeddings/text", json={"texts": ["a red circle"]})
 
 
+def lighter_runbooks(tmp: Path) -> Path:
+    """The repo's runbooks with phase 2's and 3's audio work cut to a clip or two: these scenarios are
+    about phase 1, the decision and the response; tests/diagnostics/deep/ judges every clip."""
+    import shutil
+
+    import yaml
+
+    books = tmp / "runbooks"
+    shutil.copytree(REPO / "runbooks", books)
+    th = yaml.safe_load((books / "thresholds.yaml").read_text())
+    th["deep"] = {"asr_check": {"max_clips": 2}, "temporal_alignment": {"audio_clips": 1, "probes": 4}}
+    (books / "thresholds.yaml").write_text(yaml.safe_dump(th))
+    reg = yaml.safe_load((books / "regression.yaml").read_text())
+    reg["suite"].update(
+        {"chat": 4, "text_embeddings": 4, "image_embeddings": 4, "transcriptions": 1, "router_audio": 0}
+    )
+    (books / "regression.yaml").write_text(yaml.safe_dump(reg))
+    return books
+
+
 @pytest.fixture(scope="module")
 def phase1(
     testbed_stack: Stack, airflow_db: Path, tmp_path_factory: pytest.TempPathFactory
@@ -102,6 +122,7 @@ def phase1(
         mp.setenv("TRIAGE24_PROMETHEUS_PORT", str(prom.port))
         mp.setenv("TRIAGE24_AUDIT_KEY", "test-audit-key-0123456789abcdef")
         mp.setenv("TRIAGE24_DEADLINE_ALERTS", "0")  # dag.test() cannot run a DAG with deadlines (3.3)
+        mp.setenv("TRIAGE24_RUNBOOKS_DIR", str(lighter_runbooks(tmp_path_factory.mktemp("runbooks"))))
         prom.wait_for_series('testbed_model_loaded{job="testbed",version="canary"}')
         bag = DagBag(dag_folder=str(REPO / "dags" / "incident_response.py"))
         assert bag.import_errors == {}

@@ -145,9 +145,9 @@ def judge(
     if m.clips and len(blamed) / len(m.clips) > th.max_failing_share:
         reasons.append(f"{len(blamed)}/{len(m.clips)} clips over {th.max_error_rate:g}")
     # the baseline's mean over the same clips (a run may send fewer clips than the baseline holds)
-    ids = {c.id for c in answered}
+    answered_ids = {c.id for c in answered}
     base_clips = base.clips if base else []
-    base_rates = [c.error_rate for c in base_clips if c.id in ids and c.error_rate is not None]
+    base_rates = [c.error_rate for c in base_clips if c.id in answered_ids and c.error_rate is not None]
     base_mean = statistics.fmean(base_rates) if base_rates else None
     if base_mean is not None and mean is not None:
         figures["baseline_mean_error_rate"] = round(base_mean, 4)

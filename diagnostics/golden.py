@@ -34,7 +34,6 @@ __all__ = [
 ]
 
 
-
 Language = Literal["en", "zh"]
 
 

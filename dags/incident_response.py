@@ -144,8 +144,13 @@ def _verify(action: dict[str, Any]) -> dict[str, Any]:
 @task(execution_timeout=timedelta(hours=2))
 def _deep_task(check: str) -> dict[str, Any]:
     """A phase-2 check on this worker (reference models loaded once per worker process)."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
     from diagnostics.deep.phase import run_and_store
 
+    chosen = get_current_context()["params"].get("deep_checks")
+    if isinstance(chosen, list) and check not in chosen:
+        raise AirflowSkipException(f"{check} not chosen in the trigger form (deep_checks)")
     incident = _incident()
     return run_and_store(check, incident, _sources(incident.target))
 
@@ -214,6 +219,14 @@ def _incident() -> Any:
             type="boolean",
             title="Dry run",
             description="Collect evidence and decide, but change nothing (no rollback).",
+        ),
+        "deep_checks": Param(
+            list(_DEEP_CHECKS),
+            type="array",
+            items={"type": "string", "enum": list(_DEEP_CHECKS)},
+            title="Phase-2 checks",
+            description="Which deep-diagnosis checks to run (runbooks/sop.yaml). A check left out is "
+            "recorded as not measured: it never counts as a pass.",
         ),
     },
     render_template_as_native_obj=True,

@@ -146,3 +146,16 @@ def test_the_incident_dag_has_a_deadline_alert_per_sop_deadline() -> None:
         "response",
         "verified_delivery",
     }
+
+
+def test_the_trigger_form_offers_targets_and_the_phase2_checks() -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(REPO / "dags" / "incident_response.py")).dags["incident_response"]
+    params = dag.params
+    checks = params.get_param("deep_checks")
+    assert checks.value == SOP_CHECKS and checks.schema["items"]["enum"] == SOP_CHECKS
+    assert checks.schema["title"] and checks.description
+    assert params.get_param("target").schema["examples"] == ["testbed"]
+    for name in ("target", "window_minutes", "dry_run", "deep_checks"):
+        assert params.get_param(name).schema.get("title"), name

@@ -57,6 +57,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -205,6 +206,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=20261122)
     parser.add_argument("--out", type=Path, default=RESULTS / "drift.json")
     args = parser.parse_args()
+    # A SIGTERM (a killed run) unwinds like Ctrl-C, so that the saved arrays are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     started = time.perf_counter()
     load_before = load_1m()

@@ -391,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     from diagnostics.audit.cli import register as register_audit
 
     register_audit(sub)
+    from diagnostics.scenario.cli import register as register_scenario
+
+    register_scenario(sub)
     from diagnostics.report.cli import register as register_report
 
     register_report(sub)

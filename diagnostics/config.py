@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     traffic_rate: float = Field(default=2.0, gt=0, le=50, description="testbed traffic, requests/s")
     airflow_parallelism: int = Field(default=4, ge=1, le=64)
     start_timeout_s: float = Field(default=180.0, gt=0)
+    deep_nice: int = Field(
+        default=0,
+        ge=0,
+        le=19,
+        description="CPU niceness of a phase-2 task's process: > 0 where it shares the machine with the "
+        "service it diagnoses (the local stack sets 15), so its reference models do not starve the service",
+    )
 
     @cached_property
     def artifacts(self) -> Path:

@@ -787,7 +787,7 @@ class Service:
                 "by PyTorch) while running %s",
                 gib,
                 name,
-                extra=fields(model=name),
+                extra=fields(model=name, module=MODEL_KEYS[key][1][0]),  # the module that runs the model
             )
             raise ServiceError(500, f"CUDA out of memory while running {name}")
         sem = self.sems[key]

@@ -9,6 +9,7 @@ status — stored as ``deep_diagnosis/evidence.json``.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from diagnostics.artifacts import ArtifactError, read_result, write_json, write_result
@@ -57,6 +58,15 @@ def brief(result: DeepResult, path: str) -> dict[str, Any]:
     }
 
 
+def yield_cpu(niceness: int) -> int:
+    """Lower this process's CPU priority to ``niceness`` (never raises it; 0 leaves it); returns the
+    niceness now. A phase-2 task on the machine of the service it diagnoses must not starve it."""
+    current = os.nice(0)
+    if niceness > current:
+        current = os.nice(niceness - current)
+    return current
+
+
 def run_and_store(
     name: str,
     incident: dict[str, Any] | Incident,
@@ -65,8 +75,11 @@ def run_and_store(
     progress: Progress = log_progress,
 ) -> dict[str, Any]:
     inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+    settings = Settings()
+    if settings.deep_nice:
+        log.info("%s: CPU niceness %d (TRIAGE24_DEEP_NICE)", name, yield_cpu(settings.deep_nice))
     result = run_deep_check(name, inc, sources, progress=progress)
-    path = write_result(Settings().artifacts, inc.incident_id, PHASE, name, result)
+    path = write_result(settings.artifacts, inc.incident_id, PHASE, name, result)
     log.info(
         "%s: %s - %s (%s, %.1f s)", name, result.status.value, result.summary[:300], path, result.seconds
     )

@@ -153,6 +153,11 @@ def _evidence(hit: ProblemHits) -> str:
     return text
 
 
+def _logged_by(hit: ProblemHits) -> str | None:
+    component = hit.logged_by()
+    return component.value if component is not None else None
+
+
 def _only(counts: dict[str, int]) -> str | None:
     """The one key of ``counts`` ('-' = unknown ignored), or None when there are several or none."""
     keys = [k for k in counts if k != "-"]
@@ -240,6 +245,7 @@ def check_logs(
             _evidence(hit),
             version=_only(hit.served_by),
             channel=_only(hit.channels),
+            component=_logged_by(hit),
         )
         for hit in classification.problems
         if (problem := matrix.get(hit.id)) is not None

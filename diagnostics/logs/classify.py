@@ -75,7 +75,23 @@ class ProblemHits(_Model):
     served_by: dict[str, int] = Field(
         description="lines per service version, gateway lines counted for the upstream they name"
     )
+    modules: dict[str, int] = Field(
+        default_factory=dict, description="lines per logging module (the lines' 'module' field, if any)"
+    )
     samples: list[str] = Field(description="up to N example lines, PII-masked")
+
+    def logged_by(self) -> Component | None:
+        """The module that logged most of the problem's lines, if it is a known component: where the
+        problem happened, a better lead than the matrix's first component to look at (a CUDA OOM
+        logged by the image encoder is the encoder's, whatever the matrix says first)."""
+        if not self.modules:
+            return None
+        module, n = next(iter(sorted(self.modules.items(), key=lambda kv: -kv[1])))
+        try:
+            component = Component(module)
+        except ValueError:
+            return None
+        return component if n * 2 > sum(self.modules.values()) else None
 
 
 class UnclassifiedErrors(_Model):
@@ -167,6 +183,7 @@ class _ProblemAcc:
     channels: Counter[str] = field(default_factory=Counter)
     where: Counter[str] = field(default_factory=Counter)
     served_by: Counter[str] = field(default_factory=Counter)
+    modules: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
     sample_keys: set[str] = field(default_factory=set)
 
@@ -249,6 +266,8 @@ def classify_logs(
             served = rec.field_str("upstream") if rec.version == _GATEWAY else rec.version
             if served:
                 acc.served_by[served] += 1
+            if module := rec.field_str("module"):
+                acc.modules[module] += 1
             _add_sample(acc.samples, acc.sample_keys, rec, samples)
         if not matched and is_failure:
             u = unclassified
@@ -278,6 +297,7 @@ def classify_logs(
             channels=dict(a.channels.most_common()),
             where=dict(a.where.most_common()),
             served_by=dict(a.served_by.most_common()),
+            modules=dict(a.modules.most_common()),
             samples=a.samples,
         )
         for a in found

@@ -79,6 +79,7 @@ def figures_table(summary: dict[str, Any]) -> Table:
         "rollback_applied_median_s",
         "incident_total_median_s",
         "peak_rss_mib",
+        "peak_pss_mib",
     ):
         table.add_row(key, _fmt(summary.get(key)))
     return table

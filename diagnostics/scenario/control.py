@@ -370,6 +370,7 @@ class RssSampler:
         self.stack, self.extra, self.interval_s = stack, extra, interval_s
         self.peak_mib = 0.0
         self.overall_mib = 0.0
+        self.peak_pss_mib = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="triage24-rss", daemon=True)
 
@@ -378,13 +379,18 @@ class RssSampler:
         for pid in self.extra():
             with contextlib.suppress(psutil.Error):
                 procs.setdefault(pid, psutil.Process(pid))
-        total = 0
+        total = pss = 0
         for proc in procs.values():
             with contextlib.suppress(psutil.Error):
                 total += proc.memory_info().rss
+            # PSS splits pages shared between processes (forked Airflow workers, the two testbed
+            # versions' libraries): summed RSS counts them once per process, PSS once in all.
+            with contextlib.suppress(psutil.Error, AttributeError):
+                pss += proc.memory_full_info().pss
         mib = total / 2**20
         self.peak_mib = max(self.peak_mib, mib)
         self.overall_mib = max(self.overall_mib, mib)
+        self.peak_pss_mib = max(self.peak_pss_mib, pss / 2**20)
         return mib
 
     def _loop(self) -> None:
@@ -397,6 +403,7 @@ class RssSampler:
 
     def reset(self) -> None:
         self.peak_mib = 0.0
+        self.peak_pss_mib = 0.0
 
     def stop(self) -> None:
         self._stop.set()

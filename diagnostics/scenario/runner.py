@@ -541,6 +541,7 @@ class SuiteRunner:
             obs.primary = obs.runs[0].run_id  # interrupted before the timeline chose
         obs.deliveries = self._deliveries(obs.started_at)
         obs.peak_rss_mib = round(rss.peak_mib, 1) if rss.peak_mib else None
+        obs.peak_pss_mib = round(rss.peak_pss_mib, 1) if rss.peak_pss_mib else None
         result = ScenarioOutcome(Path(), sc, obs, score(sc, obs))
         if interrupted:
             raise _Interrupted(result)
@@ -826,6 +827,7 @@ def summarize(
             "of the scenario's primary run; detection_s from the first fault to the alert's startsAt",
             "peak_rss_mib": "highest sum of resident memory of every stack process (Airflow, Prometheus, "
             "Alertmanager, testbed) plus the scenario's traffic generator, sampled every 3 s",
+            "peak_pss_mib": "the same processes' summed proportional set size (shared pages counted once)",
         },
         "results": [
             {
@@ -849,6 +851,7 @@ def summarize(
                 "errors": o.observation.errors,
                 "timings": o.score.timings,
                 "peak_rss_mib": o.observation.peak_rss_mib,
+                "peak_pss_mib": o.observation.peak_pss_mib,
             }
             for o in outcomes
         ],

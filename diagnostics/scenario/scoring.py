@@ -56,6 +56,7 @@ class ScenarioObservation(_Model):
     )
     pii_values_logged: int = Field(default=0, description="distinct PII values the testbed logged")
     peak_rss_mib: float | None = None
+    peak_pss_mib: float | None = Field(default=None, description="the same processes' summed PSS")
     errors: list[str] = Field(default_factory=list, description="what went wrong in the runner itself")
     interrupted: bool = False
 
@@ -311,6 +312,7 @@ def suite_figures(items: list[tuple[Scenario, ScenarioObservation, ScenarioScore
         name: [s.timings[name] for _, _, s in items if s.timings.get(name) is not None] for name in TIMINGS
     }
     rss = [o.peak_rss_mib for _, o, _ in items if o.peak_rss_mib is not None]
+    pss = [o.peak_pss_mib for _, o, _ in items if o.peak_pss_mib is not None]
     return {
         "scenarios": n,
         "passed": passed,
@@ -325,6 +327,7 @@ def suite_figures(items: list[tuple[Scenario, ScenarioObservation, ScenarioScore
         "rollback_applied_median_s": _median([float(v) for v in col["rollback_applied_s"] if v is not None]),
         "incident_total_median_s": _median([float(v) for v in col["total_s"] if v is not None]),
         "peak_rss_mib": round(max(rss), 1) if rss else None,
+        "peak_pss_mib": round(max(pss), 1) if pss else None,
     }
 
 

@@ -54,6 +54,10 @@ def binary(name: str, *alternatives: str) -> str:
     )
 
 
+# Phase 2 on the local stack runs beside the testbed on the same cores (production: its own pods).
+LOCAL_DEEP_NICE = 15
+
+
 def airflow_env(settings: Settings, secrets: Mapping[str, str]) -> dict[str, str]:
     """Environment for every Airflow process of the local stack (and for `airflow` CLI calls)."""
     home = settings.airflow_home
@@ -83,6 +87,9 @@ def airflow_env(settings: Settings, secrets: Mapping[str, str]) -> dict[str, str
         "TRIAGE24_TESTBED_ADMIN_TOKEN": secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"],
         # The audit bundle of phase 3 is signed with it (a Connection triage24_audit takes precedence).
         "TRIAGE24_AUDIT_KEY": secrets["TRIAGE24_AUDIT_KEY"],
+        # Phase 2's reference CLIP/Whisper share these cores with the testbed they diagnose: at full
+        # priority they pushed a healthy stable's text p99.99 to 350 ms and audio p99 to 28 s (SLA pages).
+        "TRIAGE24_DEEP_NICE": str(settings.deep_nice or LOCAL_DEEP_NICE),
         # Settings the DAG tasks read (diagnostics.config.Settings) so they see the same stack.
         **settings.port_environ(),
     }

@@ -23,7 +23,7 @@ from diagnostics.logs import (
 )
 from diagnostics.results import Status
 from diagnostics.runbooks.schemas import ElasticsearchLogs, FileLogs, PriorityMatrix
-from tests.diagnostics.logs.test_classify import SCENARIOS
+from tests.diagnostics.logs.test_classify import CUDA_OOM, SCENARIOS
 from tests.diagnostics.logs.testbed_logs import T0, Testbed
 
 
@@ -209,3 +209,28 @@ def test_keyword_form_of_check_logs(testbed: Testbed, matrix: PriorityMatrix) ->
     assert by_window.model_dump() == by_query.model_dump()
     with pytest.raises(TypeError):
         check_logs(source, matrix)  # type: ignore[call-overload]
+
+
+def test_a_problem_is_blamed_on_the_module_that_logged_it_else_the_matrix_first_component(
+    testbed: Testbed, matrix: PriorityMatrix, window: LogQuery
+) -> None:
+    # A CUDA OOM logged by the image encoder's module is the encoder's, though the matrix says to look
+    # at the audio processor first; a line without a module (or with a split vote) keeps the matrix's.
+    for module in ("embedding", "embedding", "embedding", "audio_processor"):
+        testbed.request(
+            "canary", "/v1/embeddings/image", status=500, errors=((CUDA_OOM, {"module": module}),)
+        )
+    oom = next(f for f in check_logs(_source(testbed), window, matrix).findings if f.problem == "cuda_oom")
+    assert oom.component == "embedding"
+    assert matrix.get("cuda_oom").first_component.value == "audio_processor"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("modules", [(), ("embedding", "audio_processor"), ("not_a_component",)])
+def test_without_a_clear_logging_module_the_matrix_first_component_stands(
+    modules: tuple[str, ...], testbed: Testbed, matrix: PriorityMatrix, window: LogQuery
+) -> None:
+    for module in modules or (None,):
+        extra = {"module": module} if module else {"model": "clip-shapes"}
+        testbed.request("canary", "/v1/embeddings/image", status=500, errors=((CUDA_OOM, extra),))
+    oom = next(f for f in check_logs(_source(testbed), window, matrix).findings if f.problem == "cuda_oom")
+    assert oom.component == "audio_processor"

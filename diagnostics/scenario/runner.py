@@ -62,6 +62,7 @@ from diagnostics.stack import Stack, StackError
 from diagnostics.stack.airflow_api import TERMINAL_RUN_STATES, AirflowApi, AirflowApiError
 
 DAG_ID = "incident_response"
+REGRESSION_DAG_ID = "triage24_regression"
 Say = Callable[[str], None]
 RATE_LIMIT_MARKER = "      admin_token_env: TRIAGE24_TESTBED_ADMIN_TOKEN\n"
 SUITE_RATE_LIMIT = 100
@@ -253,9 +254,24 @@ class SuiteRunner:
             self.api.wait_for_dag(DAG_ID, timeout_s=240)
         except AirflowApiError as exc:
             raise RunnerError(f"{exc}; see {s.log_dir / 'airflow-dag-processor.log'}") from None
+        if self.owned:
+            self._pause_scheduled_regression()
         self.weight_before_suite = self.testbed.weight()
         self.rss = RssSampler(stack, self._extra_pids)
         self.rss.start()
+
+    def _pause_scheduled_regression(self) -> None:
+        """The scheduled regression DAG runs its golden suite on both versions when the stack starts and
+        every few hours: traffic no scenario asked for (it made a healthy control's canary serve audio
+        and router requests, too few for a verdict). On its own stack the runner pauses it."""
+        _, api, *_ = self._parts()
+        resp = api.request("PATCH", f"/dags/{REGRESSION_DAG_ID}", json={"is_paused": True})
+        if resp.status_code == 200:
+            self.notes.append(
+                f"{REGRESSION_DAG_ID} paused for the suite (its golden suite is not scenario traffic)"
+            )
+        else:
+            self.notes.append(f"{REGRESSION_DAG_ID} could not be paused: HTTP {resp.status_code}")
 
     def _extra_pids(self) -> list[int]:
         pids = []
@@ -404,6 +420,17 @@ class SuiteRunner:
                 params={"order_by": "-id", "limit": 50, "state": ["queued", "running"]},
             )
             busy = [dict(r) for r in resp.json().get("dag_runs", [])] if resp.status_code == 200 else []
+            # A scheduled regression run in flight probes both versions too: wait for it (never failed).
+            reg = api.request(
+                "GET",
+                f"/dags/{REGRESSION_DAG_ID}/dagRuns",
+                params={"limit": 10, "state": ["queued", "running"]},
+            )
+            regression = (
+                [str(r["dag_run_id"]) for r in reg.json().get("dag_runs", [])]
+                if reg.status_code == 200
+                else []
+            )
             if self.owned:
                 # Runs the runner's own stack opened before any scenario (its start-up) are nobody's
                 # incident: end them now rather than wait for their phase 2 and human gate.
@@ -413,7 +440,15 @@ class SuiteRunner:
                     self._seen_runs.add(rid)
                     self._give_up(_Tracked(rid, "alert", run), say, "(opened before this scenario)")
                 busy = [r for r in busy if r not in startup]
-            if not busy:
+            if not busy and not regression:
+                return None
+            if not busy and time.monotonic() > deadline:
+                if not self.owned:
+                    waiting = ", ".join(regression)
+                    return f"{REGRESSION_DAG_ID} runs still in flight after {bound:.0f} s: {waiting}"
+                for rid in regression:  # the runner's own stack: its scheduled run is nobody's
+                    api.request("PATCH", f"/dags/{REGRESSION_DAG_ID}/dagRuns/{rid}", json={"state": "failed"})
+                    say(f"{REGRESSION_DAG_ID} run {rid} still running after {bound:.0f} s: marked failed")
                 return None
             if time.monotonic() > deadline:
                 ours = [r for r in busy if self.owned or r["dag_run_id"] in self._seen_runs]
@@ -424,7 +459,8 @@ class SuiteRunner:
                     return f"incident runs still in flight after {bound:.0f} s: {', '.join(others)}"
                 return None
             if time.monotonic() > next_note:
-                say(f"waiting for in-flight incident runs: {', '.join(str(r['dag_run_id']) for r in busy)}")
+                names = [str(r["dag_run_id"]) for r in busy] + regression
+                say(f"waiting for in-flight runs: {', '.join(names)}")
                 next_note = time.monotonic() + 30
             time.sleep(3.0)
 

@@ -264,7 +264,13 @@ class SuiteRunner:
         """The scheduled regression DAG runs its golden suite on both versions when the stack starts and
         every few hours: traffic no scenario asked for (it made a healthy control's canary serve audio
         and router requests, too few for a verdict). On its own stack the runner pauses it."""
-        _, api, *_ = self._parts()
+        api = self.api
+        assert api is not None  # called from open(), after the API client
+        try:
+            api.wait_for_dag(REGRESSION_DAG_ID, timeout_s=120)
+        except AirflowApiError as exc:
+            self.notes.append(f"{REGRESSION_DAG_ID} not paused: {exc}")
+            return
         resp = api.request("PATCH", f"/dags/{REGRESSION_DAG_ID}", json={"is_paused": True})
         if resp.status_code == 200:
             self.notes.append(
@@ -405,11 +411,10 @@ class SuiteRunner:
         return f"alerts still active when the scenario started (after {waited}): {', '.join(last)}"
 
     def _wait_idle(self, say: Say) -> str | None:
-        """Until no incident run is in flight (an earlier scenario's late run would act during this one);
-        the runner's own runs still in flight after the wait are marked failed."""
+        """Until no incident or scheduled regression run is in flight (an earlier scenario's late run
+        would act during this one). On the runner's own stack incident runs in flight are marked failed
+        at once; on another stack the suite's own ones are after the wait, others make it an error."""
         _, api, *_ = self._parts()
-        # On the runner's own stack every run is the suite's (also those the stack's start-up opened:
-        # models loading for longer than ModelNotLoaded's 30 s page as "not loaded").
         bound = IDLE_TIMEOUT_OWNED_S if self.owned else IDLE_TIMEOUT_S
         deadline = time.monotonic() + bound
         next_note = time.monotonic() + 30
@@ -432,14 +437,15 @@ class SuiteRunner:
                 else []
             )
             if self.owned:
-                # Runs the runner's own stack opened before any scenario (its start-up) are nobody's
-                # incident: end them now rather than wait for their phase 2 and human gate.
-                startup = [r for r in busy if str(r["dag_run_id"]) not in self._seen_runs]
-                for run in startup:
+                # On the runner's own stack a run in flight now is nobody's scenario: one its start-up
+                # opened (models loading for longer than ModelNotLoaded's 30 s page) or an earlier
+                # scenario's late run (recorded there). End it now rather than let its phase-2 probes
+                # and human gate run into this scenario's measurements.
+                for run in busy:
                     rid = str(run["dag_run_id"])
                     self._seen_runs.add(rid)
                     self._give_up(_Tracked(rid, "alert", run), say, "(opened before this scenario)")
-                busy = [r for r in busy if r not in startup]
+                busy = []
             if not busy and not regression:
                 return None
             if not busy and time.monotonic() > deadline:

@@ -62,7 +62,10 @@ class RunObservation(_Model):
     kind: Literal["alert", "manual"]
     state: str | None = None
     conf_version: str | None = None
-    grade: str | None = None
+    grade: str | None = Field(default=None, description="the grade the run was created with (its conf)")
+    incident_grade: str | None = Field(
+        default=None, description="the intake's grade of the run's incident at the end (escalations raise it)"
+    )
     alert_names: list[str] = Field(default_factory=list)
     times: RunTimes = Field(default_factory=RunTimes)
     checks: dict[str, str] = Field(default_factory=dict, description="phase-1 and phase-2 check statuses")

@@ -486,6 +486,25 @@ class SuiteRunner:
             return {}
         return {str(k): int(v) for k, v in rows}
 
+    def _incident_grades(self, run_ids: list[str]) -> dict[str, str]:
+        """The intake journal's grade of each run's incident now: an alert of a higher grade joining the
+        group after the run was created raises it (the run's conf keeps the grade it opened with)."""
+        from diagnostics.intake.config import IntakeSettings
+
+        path = IntakeSettings().journal_path(self.settings)
+        if not run_ids or not path.is_file():
+            return {}
+        out: dict[str, str] = {}
+        try:
+            with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
+                for run_id in run_ids:
+                    row = conn.execute("SELECT grade FROM incidents WHERE run_id = ?", (run_id,)).fetchone()
+                    if row is not None:
+                        out[run_id] = str(row[0])
+        except sqlite3.Error:
+            return out
+        return out
+
     # --- one scenario ------------------------------------------------------------------------------
 
     def run_scenario(
@@ -582,6 +601,9 @@ class SuiteRunner:
         if obs.primary is None and obs.runs and sc.trigger.kind == "alert":
             obs.primary = obs.runs[0].run_id  # interrupted before the timeline chose
         obs.deliveries = self._deliveries(obs.started_at)
+        grades = self._incident_grades([r.run_id for r in obs.runs])
+        for run_obs in obs.runs:
+            run_obs.incident_grade = grades.get(run_obs.run_id)
         obs.peak_rss_mib = round(rss.peak_mib, 1) if rss.peak_mib else None
         obs.peak_pss_mib = round(rss.peak_pss_mib, 1) if rss.peak_pss_mib else None
         result = ScenarioOutcome(Path(), sc, obs, score(sc, obs))

@@ -163,7 +163,12 @@ def score(scenario: Scenario, obs: ScenarioObservation) -> ScenarioScore:
             )
         )
     if e.grade is not None:
-        results.append(_in("grade", e.grade, run.grade if run else None, "" if run else no_run))
+        # The incident's grade: an alert of a higher grade that joins the group later raises it.
+        grade = (run.incident_grade or run.grade) if run else None
+        detail = no_run if run is None else ""
+        if run is not None and run.incident_grade and run.incident_grade != run.grade:
+            detail = f"opened as {run.grade}, raised to {run.incident_grade} by the intake"
+        results.append(_in("grade", e.grade, grade, detail))
     if e.suspected_component is not None:
         detail = (
             no_run

@@ -424,6 +424,17 @@ def test_each_expectation_fails_on_its_own_when_its_observation_differs(
     ), [e.name for e in result.failed]
 
 
+def test_the_grade_is_the_incidents_after_an_escalation_by_the_intake() -> None:
+    # Opened as L2 (the first alert to reach the intake), raised to L4 when ModelNotLoaded joined.
+    raised = score(scenario(**FULL), observation(run_obs(grade="L2", incident_grade="L4")))
+    grade = next(e for e in raised.expectations if e.name == "grade")
+    assert (
+        grade.passed and grade.observed == "L4" and grade.detail == "opened as L2, raised to L4 by the intake"
+    )
+    kept = score(scenario(**FULL), observation(run_obs(grade="L2", incident_grade="L2")))
+    assert "grade" in {e.name for e in kept.failed}
+
+
 def test_no_incident_fails_what_needs_one_and_a_second_one_fails_max_incidents() -> None:
     result = score(scenario(**FULL), observation())
     names = {e.name for e in result.failed}

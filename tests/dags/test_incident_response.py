@@ -38,6 +38,7 @@ DEEP_CHECKS = (
     "asr_check",
     "temporal_alignment",
     "alignment_quality",
+    "router_dispatch",
     "drift",
 )
 

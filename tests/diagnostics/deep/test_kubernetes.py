@@ -38,6 +38,7 @@ def test_each_phase2_check_is_a_pod_operator_after_phase1(kube_dag: Any) -> None
             "asr_check",
             "temporal_alignment",
             "alignment_quality",
+            "router_dispatch",
             "drift",
         )
     )

@@ -21,6 +21,7 @@ SOP_CHECKS = [
     "asr_check",
     "temporal_alignment",
     "alignment_quality",
+    "router_dispatch",
     "drift",
 ]
 
@@ -112,7 +113,7 @@ def test_a_registered_check_listed_in_sop_yaml_is_scheduled_by_the_dag(
 
     sop = runbooks_with / "sop.yaml"
     sop.write_text(
-        sop.read_text().replace("alignment_quality, drift]", "alignment_quality, drift, video_consistency]")
+        sop.read_text().replace("router_dispatch, drift]", "router_dispatch, drift, video_consistency]")
     )
     monkeypatch.setenv("TRIAGE24_RUNBOOKS_DIR", str(runbooks_with))
     bag = DagBag(dag_folder=str(REPO / "dags" / "incident_response.py"))

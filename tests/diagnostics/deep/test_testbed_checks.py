@@ -59,9 +59,11 @@ def test_healthy_versions_pass_every_check(ctx: DeepContext, canary: str) -> Non
         "temporal_alignment",
         "drift",
         "asr_check",
+        "router_dispatch",
     ):
         r = run_check(name, ctx)
-        assert r.baseline is not None or name == "temporal_alignment", f"{name}: no committed baseline"
+        unbased = ("temporal_alignment", "router_dispatch")  # judged on absolute bounds / declared routes
+        assert r.baseline is not None or name in unbased, f"{name}: no committed baseline"
         for version, outcome in r.versions.items():
             assert outcome.status is Status.OK, f"{name}/{version}: {outcome.summary}"
         assert r.findings == []
@@ -125,6 +127,18 @@ def test_clock_skew_is_a_temporal_finding(ctx: DeepContext, canary: str) -> None
     assert 1800 < c.figures["clock_offset_ms"]["median"] < 2200
     assert 1800 < c.figures["word_offset_ms"]["median"] < 2200
     assert c.findings[0].problem == "clock_skew"
+
+
+def test_a_misrouting_router_fails_router_dispatch_with_the_wrong_routes(
+    ctx: DeepContext, canary: str
+) -> None:
+    # router_degraded answers 200 in time: only the route each response reports gives it away.
+    inject(canary, "router_degraded", magnitude=0.3)
+    c = canary_of(run_check("router_dispatch", ctx, ("canary",)))
+    assert c.status is Status.FAILED, c.summary
+    assert c.figures["sent"] == c.figures["answered"] == 24
+    assert 2 <= c.figures["misrouted"] <= 16
+    assert c.findings[0].problem == "router_misroute" and c.findings[0].component == "multimodal_router"
 
 
 def test_an_unreachable_version_is_insufficient_evidence_not_a_verdict(ctx: DeepContext) -> None:

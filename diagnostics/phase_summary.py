@@ -7,6 +7,7 @@ check produced evidence is ``insufficient_evidence`` (missing data never counts 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import Field
@@ -46,8 +47,21 @@ class PhaseSummary(CheckResult):
         }
 
 
-def summarize(phase: str, results: list[CheckResult], gate: dict[str, Any] | None = None) -> PhaseSummary:
-    findings = sorted((f for r in results for f in r.findings), key=Finding.rank_key)
+def summarize(
+    phase: str,
+    results: list[CheckResult],
+    gate: dict[str, Any] | None = None,
+    *,
+    check_order: Sequence[str] | None = None,
+) -> PhaseSummary:
+    """``check_order``: among equally severe findings, the earlier check's ranks first (else by name)."""
+    order = {name: i for i, name in enumerate(check_order or ())}
+
+    def rank(f: Finding) -> tuple[int, int, str, str]:
+        severity, check, problem = f.rank_key()
+        return severity, order.get(check, len(order)), check, problem
+
+    findings = sorted((f for r in results for f in r.findings), key=rank)
     statuses = {r.check: r.status for r in results}
     measured = [s for s in statuses.values() if s != Status.INSUFFICIENT_EVIDENCE]
     status = next((s for s in _WORST if s in measured), Status.INSUFFICIENT_EVIDENCE)

@@ -109,7 +109,8 @@ def summarize_and_store(incident: dict[str, Any] | Incident) -> dict[str, Any]:
     root = Settings().artifacts
     stored: dict[str, dict[str, Any] | None] = {}
     results: list[CheckResult] = []
-    for name in phase_checks():
+    names = phase_checks()
+    for name in names:
         try:
             data = read_result(root, inc.incident_id, PHASE, name)
         except ArtifactError as exc:
@@ -122,7 +123,10 @@ def summarize_and_store(incident: dict[str, Any] | Incident) -> dict[str, Any]:
         results.append(
             CheckResult.model_validate({k: data[k] for k in CheckResult.model_fields if k in data})
         )
-    summary = summarize(PHASE, results)
+    # The SOP lists phase 2 from the most direct measurement (CLIP on golden pairs) to the most derived
+    # (the embedding distribution's drift): a broken encoder also fails alignment_quality and drift,
+    # and among equally severe findings the earlier check's names the cause.
+    summary = summarize(PHASE, results, check_order=names)
     evidence = phase2_evidence(stored)
     path = write_result(root, inc.incident_id, PHASE, "summary", summary)
     write_json(root / inc.incident_id / PHASE / "evidence.json", evidence)

@@ -67,6 +67,29 @@ def test_ties_go_to_the_component_most_findings_name() -> None:
     assert summary.suspected_component == "audio_processor"
 
 
+def test_among_equally_severe_findings_the_earlier_check_of_the_phase_leads() -> None:
+    # Phase 2 on a misaligned canary: CLIP consistency, alignment quality and drift all fail at high;
+    # the SOP's order (the direct measurement first) makes the CLIP finding the lead, not the alphabet.
+    results = [
+        result("alignment_quality", Status.FAILED, finding("alignment_quality", "high", "embedding")),
+        result("clip_consistency", Status.FAILED, finding("clip_consistency", "high", "embedding")),
+        result("drift", Status.FAILED, finding("drift", "high", "embedding")),
+    ]
+    by_name = summarize("deep_diagnosis", results)
+    assert by_name.findings[0].check == "alignment_quality"
+    ordered = summarize(
+        "deep_diagnosis", results, check_order=["clip_consistency", "alignment_quality", "drift"]
+    )
+    assert [f.check for f in ordered.findings] == ["clip_consistency", "alignment_quality", "drift"]
+    assert ordered.top_action == "fix embedding" and ordered.summary.endswith(
+        "embedding_problem on embedding (canary)"
+    )
+    severe = [*results, result("asr", Status.FAILED, finding("asr", "critical", "audio_processor"))]
+    assert (
+        summarize("p", severe, check_order=["clip_consistency"]).findings[0].check == "asr"
+    )  # severity first
+
+
 def test_missing_evidence_never_counts_as_a_pass() -> None:
     summary = summarize(
         "p", [result("a", Status.INSUFFICIENT_EVIDENCE), result("b", Status.INSUFFICIENT_EVIDENCE)]

@@ -81,6 +81,30 @@ def _quiet(_: str) -> None:
     return None
 
 
+def checkout_commit(repo: Path) -> str | None:
+    """The short commit of the checkout the runner runs from (``-dirty`` with local changes), or None."""
+    import subprocess
+
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
 def machine() -> str:
     return (
         f"{platform.machine()}, {psutil.cpu_count()} cores, "
@@ -517,7 +541,9 @@ class SuiteRunner:
 
         timeout_s = min(sc.timeout_s, timeout_cap_s) if timeout_cap_s else sc.timeout_s
         reset = sc.reset_evidence and (self.owned if self.reset_override is None else self.reset_override)
-        obs = ScenarioObservation(scenario=sc.id, started_at=time.time())
+        obs = ScenarioObservation(
+            scenario=sc.id, commit=checkout_commit(self.settings.repo_root), started_at=time.time()
+        )
         tracked: dict[str, _Tracked] = {}
         self._traffic = None
         scenario_dir = out_dir / sc.id
@@ -883,6 +909,7 @@ def summarize(
             "end": [round(x, 2) for x in os.getloadavg()],
         },
         "notes": notes,
+        "commits": sorted({o.observation.commit for o in outcomes if o.observation.commit}),
         **figures,
         "definitions": {
             "accuracy": "share of scenarios whose every expectation was met",
@@ -898,6 +925,7 @@ def summarize(
                 "scenario": o.scenario.id,
                 "file": str(o.file),
                 "status": o.score.status,
+                "commit": o.observation.commit,
                 "primary_run": o.observation.primary,
                 "runs": len(o.observation.runs),
                 "late_runs": o.observation.late_runs,

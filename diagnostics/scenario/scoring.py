@@ -40,6 +40,7 @@ class ScenarioObservation(_Model):
     """Everything the runner saw during one scenario (epoch seconds)."""
 
     scenario: str
+    commit: str | None = Field(default=None, description="the checkout the runner ran from (git HEAD)")
     started_at: float = Field(description="the scenario began (after the reset)")
     warmup_done_at: float | None = None
     fault_injected_at: float | None = Field(default=None, description="the first fault was in place")

@@ -663,3 +663,22 @@ def test_the_healthy_control_and_a_fault_scenario_through_the_real_runner(tmp_pa
 
     # Cleaned up: the runner's stack is down, nothing of it is left running.
     assert Stack(settings, with_testbed=True).supervisor_pid() is None
+
+
+def test_each_result_names_the_commit_it_ran_from(tmp_path: Path) -> None:
+    import subprocess
+
+    from diagnostics.scenario.runner import checkout_commit
+
+    assert checkout_commit(tmp_path) is None  # not a checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "f").write_text("1")
+    subprocess.run([*git, "add", "f"], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    head = subprocess.run(
+        [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert checkout_commit(tmp_path) == head
+    (tmp_path / "f").write_text("2")
+    assert checkout_commit(tmp_path) == f"{head}-dirty"

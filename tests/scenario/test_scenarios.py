@@ -16,23 +16,11 @@ import pytest
 from diagnostics.scenario.observe import RunObservation, RunTimes, find_values, leaked_pii, observe_run
 from diagnostics.scenario.schema import Scenario, ScenarioError, load_scenario, load_suite
 from diagnostics.scenario.scoring import ScenarioObservation, score, suite_figures, timings
+from testbed.faults import FAULTS
 from tests.conftest import REPO
 
 SCENARIOS = REPO / "benchmarks" / "scenarios"
-TESTBED_FAULTS = (
-    "embedding_dim_mismatch",
-    "image_text_misalignment",
-    "audio_timeout",
-    "asr_degraded",
-    "latency_spike",
-    "error_burst",
-    "cuda_oom",
-    "router_degraded",
-    "model_not_loaded",
-    "embedding_drift",
-    "pii_in_logs",
-    "clock_skew",
-)
+TESTBED_FAULTS = tuple(FAULTS)  # the testbed's own catalogue: every fault it can inject
 
 MINIMAL = """\
 description: a test scenario

@@ -35,7 +35,13 @@ def suite_and_store(target_name: str, version: str, run_id: str) -> dict[str, An
     golden = DeepContext(books=books, target=target).golden()
     root = Settings().artifacts
     result = run_suite(
-        books, target, golden, version, trigger="schedule", history=root / "regression" / "history.jsonl"
+        books,
+        target,
+        golden,
+        version,
+        trigger="schedule",
+        history=root / "regression" / "history.jsonl",
+        ready_wait_s=books.regression.schedule.ready_wait_s,
     )
     path = write_json(_run_dir(run_id) / f"{version}.json", result.model_dump(mode="json"))
     log.info("regression %s/%s: %s - %s", target_name, version, result.status.value, result.summary)

@@ -5,7 +5,9 @@ each kind): chat replies (matched question and retrieval score), CLIP text and i
 (cosine to the baseline vector), transcriptions (WER/CER), router requests (route, similarity,
 transcript). Each case is compared with the **same case** in the stored healthy baseline within the
 tolerances of ``regression.yaml``: pass/fail per case and per channel. A case whose request fails
-(5xx, timeout) fails; a version that cannot be reached at all is ``insufficient_evidence``.
+(5xx, timeout) fails; a version that cannot be reached at all is ``insufficient_evidence``, and so
+is one still loading its models when ``ready_wait_s`` runs out (a version starting up is not a
+regression: the scheduled run at a stack's start found Whisper loading and opened an incident).
 Latency over ``latency_ratio`` × baseline + slack degrades a channel, it does not fail it (a shared
 CPU is noisy). Every run is appended to a history (``<artifacts>/regression/history.jsonl``).
 """
@@ -15,11 +17,13 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -408,6 +412,38 @@ def record_baseline(books: Runbooks, target: Target, golden: GoldenSet, version:
     )
 
 
+def wait_for_models(
+    target: Target,
+    version: str,
+    timeout_s: float,
+    *,
+    poll_s: float = 2.0,
+    client: httpx.Client | None = None,
+) -> list[str]:
+    """Wait, at most ``timeout_s``, while ``version``'s health reports models still ``loading``; return
+    the ones still loading then (empty: go ahead). A health endpoint that does not answer, or reports
+    no models, is not waited for: the suite's own requests find out what is wrong."""
+    from diagnostics.health import fetch_health
+
+    if version not in target.versions:
+        raise ValueError(f"target {target.name} has no version {version!r} (runbooks/targets.yaml)")
+    endpoint = target.versions[version]
+    deadline = time.monotonic() + timeout_s
+    http = client or httpx.Client(timeout=5.0)
+    try:
+        while True:
+            ep = fetch_health(version, endpoint, http)
+            loading = [str(m.get("name") or m.get("key")) for m in ep.models if m.get("status") == "loading"]
+            left = deadline - time.monotonic()
+            if not loading or left <= 0:
+                return loading
+            log.info("%s: waiting for %s to load (%.0f s left)", version, ", ".join(loading), left)
+            time.sleep(min(poll_s, left))
+    finally:
+        if client is None:
+            http.close()
+
+
 def run_suite(
     books: Runbooks,
     target: Target,
@@ -417,14 +453,29 @@ def run_suite(
     trigger: str,
     history: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    ready_wait_s: float = 0.0,
 ) -> RegressionResult:
-    """Run the suite on ``version``; pass/fail per case and per channel; append to ``history``."""
-    import time
-
+    """Run the suite on ``version``; pass/fail per case and per channel; append to ``history``.
+    ``ready_wait_s`` > 0: first wait that long for models still loading (see ``wait_for_models``)."""
     started = time.perf_counter()
     cfg = books.regression
     cases = build_cases(golden, cfg)
     baseline, meta = load_baseline(books, target)
+    loading = wait_for_models(target, version, ready_wait_s) if ready_wait_s > 0 else []
+    if loading:
+        result = RegressionResult(
+            status=Status.INSUFFICIENT_EVIDENCE,
+            summary=f"{version}: still loading {', '.join(loading)} after {ready_wait_s:g} s; the suite did "
+            "not run (a version starting up is not a regression; the next run judges it)",
+            target=target.name,
+            version=version,
+            trigger=trigger,
+            baseline=meta,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+        if history is not None:
+            append_history(history, result)
+        return result
     try:
         observed = observe_all(target, version, cases, progress)
     except ServiceError as exc:

@@ -38,6 +38,13 @@ class Schedule(Strict):
     cron: str = Field(default="0 */6 * * *", min_length=9, description="when the regression DAG runs")
     versions: list[str] = Field(default_factory=lambda: ["stable", "canary"], min_length=1)
     drift_watch: bool = Field(default=True, description="also run the phase-2 drift check")
+    ready_wait_s: float = Field(
+        default=180.0,
+        ge=0,
+        le=3600,
+        description="wait this long for a version still loading its models before its suite runs; "
+        "still loading then: insufficient evidence, not a regression",
+    )
     incident_grade_severity: str = Field(
         default="warning", pattern=r"^[a-z]+$", description="severity label of the alert a regression opens"
     )

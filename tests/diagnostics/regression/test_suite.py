@@ -118,3 +118,75 @@ def test_an_episode_keeps_its_start_until_a_healthy_run_ends_it(tmp_path: Path) 
     assert episode_start(tmp_path, "testbed:canary", t0 + timedelta(hours=6)) == t0  # the same episode
     assert end_episodes(tmp_path, "testbed") == ["testbed:canary"]
     assert episode_start(tmp_path, "testbed:canary", t0 + timedelta(hours=12)) == t0 + timedelta(hours=12)
+
+
+# --- a version still loading its models -------------------------------------------------------------
+
+
+def _health(*statuses: str) -> dict:  # type: ignore[type-arg]
+    """A testbed-shaped health body whose models (clip, whisper-base, ...) are in ``statuses``."""
+    names = ["clip-shapes", "all-MiniLM-L6-v2", "whisper-base"]
+    models = [
+        {"key": n, "name": n, "status": s, "loaded": s == "loaded"}
+        for n, s in zip(names, statuses, strict=True)
+    ]
+    overall = "ready" if all(s == "loaded" for s in statuses) else "degraded"
+    return {"status": overall, "version": "stable", "modules": {}, "models": models}
+
+
+def _target_at(url: str):  # type: ignore[no-untyped-def]
+    from diagnostics.runbooks.schemas import Endpoint
+
+    target = load_runbooks().targets.get("testbed")
+    return target.model_copy(update={"versions": {"stable": Endpoint(base_url=url)}})  # type: ignore[arg-type]
+
+
+def test_the_wait_ends_as_soon_as_the_models_are_loaded() -> None:
+    from diagnostics.regression.suite import wait_for_models
+    from tests.support.http import Canned, canned_server
+
+    answers = iter([_health("loaded", "loaded", "loading"), _health("loaded", "loaded", "loading")])
+
+    def health(_):  # type: ignore[no-untyped-def]
+        return Canned(200, next(answers, _health("loaded", "loaded", "loaded")))
+
+    with canned_server({("GET", "/v1/health"): health}) as srv:
+        assert wait_for_models(_target_at(srv.url), "stable", 30, poll_s=0.05) == []
+        assert len(srv.requests) == 3  # loading, loading, loaded
+
+
+def test_a_version_still_loading_after_the_wait_is_insufficient_evidence_and_gets_no_requests(
+    tmp_path: Path,
+) -> None:
+    from diagnostics.regression.suite import run_suite
+    from testbed.golden import load_golden
+    from tests.support.http import Canned, canned_server
+
+    history = tmp_path / "history.jsonl"
+    with canned_server({("GET", "/v1/health"): Canned(200, _health("loaded", "loaded", "loading"))}) as srv:
+        result = run_suite(
+            load_runbooks(),
+            _target_at(srv.url),
+            load_golden(),
+            "stable",
+            trigger="schedule",
+            history=history,
+            ready_wait_s=0.3,
+        )
+        assert {r.method for r in srv.requests} == {"GET"}  # no case was sent to a version starting up
+    assert result.status is Status.INSUFFICIENT_EVIDENCE and result.cases == []
+    assert "still loading whisper-base after 0.3 s" in result.summary
+    import json
+
+    (line,) = [json.loads(x) for x in history.read_text().splitlines()]
+    assert line["status"] == "insufficient_evidence" and line["trigger"] == "schedule"
+
+
+def test_a_health_endpoint_that_reports_no_models_is_asked_once_not_waited_for() -> None:
+    from diagnostics.regression.suite import wait_for_models
+    from tests.support.http import Canned, canned_server
+
+    with canned_server({("GET", "/v1/health"): Canned(503, {"error": "upstream down"})}) as srv:
+        assert wait_for_models(_target_at(srv.url), "stable", 30, poll_s=0.05) == []
+        assert len(srv.requests) == 1  # the suite's own requests find out what is wrong
+    assert wait_for_models(_target_at("http://127.0.0.1:9"), "stable", 30, poll_s=0.05) == []

@@ -11,6 +11,11 @@ On the golden pairs (each golden image and its caption) from each version:
 Judged against absolute bounds and the stored healthy baseline (``runbooks/baselines/<target>/``):
 a sample whose matched cosine fell by more than ``sample_cosine_drop``, or whose service embedding
 is further than ``min_reference_cosine`` from the reference's, is named as broken.
+
+Which side moved tells the cause apart: an image-side misalignment leaves the text embeddings where
+the reference puts them; when the text embeddings moved away as well (more than ``max_broken_share``
+of either side), the whole embedding space shifted — a drift, which the ``drift`` check measures — and
+the collapsed pairs are its consequence, reported at ``medium`` so that drift's finding leads.
 """
 
 from __future__ import annotations
@@ -147,6 +152,7 @@ def judge(
             f"Recall@5 i2t {m.recall['i2t@5']:.2f} / t2i {m.recall['t2i@5']:.2f} < {th.min_recall_at_5:g}"
         )
     broken: dict[str, list[str]] = {}
+    moved: dict[str, int] = {}
     if base is not None and base.margin is not None and base.ids == m.ids:
         figures["baseline_margin"] = round(base.margin, 4)
         if base.margin - m.margin > th.max_margin_drop:
@@ -161,9 +167,16 @@ def judge(
         if cos is None:
             continue
         figures[f"reference_{kind}_cosine_min"] = round(min(cos), 4)
+        moved[kind] = 0
         for sid, c in zip(m.ids, cos, strict=True):
             if c < th.min_reference_cosine:
                 broken.setdefault(sid, []).append(f"{kind} vs reference {c:.3f}")
+                moved[kind] += 1
+    figures["moved_from_reference"] = moved
+    # both sides moved: the space shifted (drift), not the images away from the texts
+    space_shift = bool(m.ids) and all(
+        moved.get(k, 0) / len(m.ids) > th.max_broken_share for k in ("image", "text")
+    )
     if m.reference_error:
         figures["reference"] = m.reference_error
     share = len(broken) / len(m.ids) if m.ids else 0.0
@@ -181,6 +194,12 @@ def judge(
     head = f"margin {m.margin:.3f}, R@1 i2t {m.recall['i2t@1']:.2f} t2i {m.recall['t2i@1']:.2f}"
     if status is not Status.OK:
         evidence = head + ("; " + "; ".join(fail) if fail else "") + (f"; broken: {named}" if named else "")
+        if space_shift:
+            evidence = (
+                f"image and text embeddings both moved from the reference encoder's ({moved['image']} and "
+                f"{moved['text']} of {len(m.ids)} below {th.min_reference_cosine:g}): the embedding space "
+                "shifted (see drift), not the images away from the texts; " + evidence
+            )
         findings.append(
             finding(
                 ctx,
@@ -189,10 +208,15 @@ def judge(
                 evidence,
                 version=version,
                 title="CLIP image and text embeddings no longer agree on the golden pairs",
-                severity="high" if status is Status.FAILED else "medium",
+                severity="high" if status is Status.FAILED and not space_shift else "medium",
                 component="embedding",
-                action="compare the canary's image encoder weights and preprocessing with stable's; "
-                "roll back the canary if its image-text margin collapsed",
+                action=(
+                    "both encoders moved: follow the drift finding; compare the canary's CLIP weights and "
+                    "inputs with stable's, roll back the canary if its image-text margin collapsed"
+                    if space_shift
+                    else "compare the canary's image encoder weights and preprocessing with stable's; "
+                    "roll back the canary if its image-text margin collapsed"
+                ),
                 channel="image",
             )
         )

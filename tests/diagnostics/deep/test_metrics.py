@@ -74,6 +74,38 @@ def test_clip_judge_names_the_broken_samples_against_the_baseline(ctx: DeepConte
     assert out.findings[0].version == "canary" and out.findings[0].channel == "image"
 
 
+def test_clip_judge_tells_images_moved_from_texts_apart_from_the_whole_space_moving(ctx: DeepContext) -> None:
+    th = clip_consistency.Thresholds()
+    ids = [f"img-{i}" for i in range(10)]
+    base = clip_consistency.Measurement(
+        ids=ids, image_dim=16, text_dim=16, matched_cosine=[0.9] * 10, mismatched_mean=0.0, margin=0.9,
+        recall={"i2t@1": 1.0, "i2t@5": 1.0, "t2i@1": 1.0, "t2i@5": 1.0},
+    )  # fmt: skip
+    collapsed = base.model_copy(
+        update={"matched_cosine": [0.5] * 10, "margin": 0.1, "reference_image_cosine": [0.6] * 10}
+    )
+    # images rotated away, texts where the reference puts them: an image-side misalignment (high)
+    images_only = collapsed.model_copy(update={"reference_text_cosine": [0.999] * 10})
+    out = clip_consistency.judge(ctx, "canary", images_only, base, th)
+    (f,) = out.findings
+    assert out.status is Status.FAILED and f.severity.value == "high"
+    assert out.figures["moved_from_reference"] == {"image": 10, "text": 0}
+    assert "image encoder" in (f.action or "") and "shifted" not in f.evidence
+    # texts moved too: the space drifted; the check still fails, its finding is medium so drift leads
+    both = collapsed.model_copy(update={"reference_text_cosine": [0.8] * 8 + [0.999] * 2})
+    out = clip_consistency.judge(ctx, "canary", both, base, th)
+    (f,) = out.findings
+    assert out.status is Status.FAILED and f.severity.value == "medium"
+    assert out.figures["moved_from_reference"] == {"image": 10, "text": 8}
+    assert f.evidence.startswith(
+        "image and text embeddings both moved from the reference encoder's (10 and 8"
+    )
+    assert "drift" in (f.action or "")
+    # one stray text sample (not above max_broken_share) does not make it a shift of the space
+    one = collapsed.model_copy(update={"reference_text_cosine": [0.8] + [0.999] * 9})
+    assert clip_consistency.judge(ctx, "canary", one, base, th).findings[0].severity.value == "high"
+
+
 def test_a_dimension_mismatch_fails_with_both_dimensions_and_the_runbook_fix(ctx: DeepContext) -> None:
     m = embedding_alignment.Measurement(
         image_dim=512,

@@ -84,6 +84,8 @@ def test_image_text_misalignment_collapses_margin_and_recall_and_names_the_sampl
     assert c.figures["margin"] < 0.3 and c.figures["recall"]["i2t@1"] < 0.5
     assert c.figures["baseline_margin"] > 0.8
     assert len(c.figures["broken_samples"]) > 32 and "img-000" in c.findings[0].evidence
+    # only the images moved from the reference encoder's: a misalignment, the high finding
+    assert c.figures["moved_from_reference"]["text"] == 0 and c.findings[0].severity.value == "high"
     quality = canary_of(run_check("alignment_quality", ctx, ("canary",)))
     assert quality.status is Status.FAILED and quality.figures["modality_f1"] < 0.8
 
@@ -114,6 +116,13 @@ def test_embedding_drift_reaches_level_2_and_a_small_drift_at_most_level_1(
     time.sleep(1)
     levels = canary_of(run_check("drift", ctx, ("canary",))).figures["levels"]
     assert max(v for v in levels.values() if v is not None) == 2, levels
+    # a drift that moved texts and images alike (shift 1.0 of the norm): CLIP consistency fails too,
+    # at medium, so drift's finding leads
+    inject(canary, "embedding_drift", magnitude=1.0)
+    clip = canary_of(run_check("clip_consistency", ctx, ("canary",)))
+    moved = clip.figures["moved_from_reference"]
+    assert clip.status is Status.FAILED and moved["text"] > 6 and moved["image"] > 6, moved
+    assert clip.findings[0].severity.value == "medium", clip.findings[0].evidence
     inject(canary, "embedding_drift", magnitude=0.01)
     small = canary_of(run_check("drift", ctx, ("canary",)))
     assert all(v is None or v <= 1 for v in small.figures["levels"].values()), small.figures["levels"]

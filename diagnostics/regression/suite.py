@@ -461,17 +461,23 @@ def run_suite(
     cfg = books.regression
     cases = build_cases(golden, cfg)
     baseline, meta = load_baseline(books, target)
-    loading = wait_for_models(target, version, ready_wait_s) if ready_wait_s > 0 else []
-    if loading:
-        result = RegressionResult(
+
+    def not_judged(summary: str) -> RegressionResult:
+        return RegressionResult(
             status=Status.INSUFFICIENT_EVIDENCE,
-            summary=f"{version}: still loading {', '.join(loading)} after {ready_wait_s:g} s; the suite did "
-            "not run (a version starting up is not a regression; the next run judges it)",
+            summary=summary,
             target=target.name,
             version=version,
             trigger=trigger,
             baseline=meta,
             seconds=round(time.perf_counter() - started, 3),
+        )
+
+    loading = wait_for_models(target, version, ready_wait_s) if ready_wait_s > 0 else []
+    if loading:
+        result = not_judged(
+            f"{version}: still loading {', '.join(loading)} after {ready_wait_s:g} s; the suite did not "
+            "run (a version starting up is not a regression; the next run judges it)"
         )
         if history is not None:
             append_history(history, result)
@@ -479,15 +485,7 @@ def run_suite(
     try:
         observed = observe_all(target, version, cases, progress)
     except ServiceError as exc:
-        return RegressionResult(
-            status=Status.INSUFFICIENT_EVIDENCE,
-            summary=f"{version} unreachable: {exc}",
-            target=target.name,
-            version=version,
-            trigger=trigger,
-            baseline=meta,
-            seconds=round(time.perf_counter() - started, 3),
-        )
+        return not_judged(f"{version} unreachable: {exc}")
     rows = [r for c in cases for r in judge_case(c, version, observed[c.id], baseline.get(c.id), cfg)]
     channels: dict[str, Status] = {}
     for channel in dict.fromkeys(c.channel for c in cases):

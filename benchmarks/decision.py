@@ -64,12 +64,17 @@ from scipy import stats as sps
 
 from diagnostics.decision import ChannelCounts, DecisionInputs, Phase1Evidence, VersionCounts, decide
 from diagnostics.decision.policy import Decision
-from diagnostics.metrics import WindowStats, combine_gates, evaluate_channel_gate
-from diagnostics.metrics.sla import CanaryGateResult, GateVerdict
-from diagnostics.results import Status
+from diagnostics.golden_window.metrics_sla import (
+    CanaryGateResult,
+    GateVerdict,
+    combine_gates,
+    evaluate_channel_gate,
+)
+from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.decision import DecisionPolicy, Outcome
 from diagnostics.runbooks.schemas import CanaryGates, Channel
+from diagnostics.sources.prometheus import WindowStats
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"

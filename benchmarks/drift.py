@@ -76,8 +76,8 @@ from scipy import stats as sps
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # the project need not be installed in the benchmark's environment
 
-from diagnostics.drift import column_stats, normalised_wasserstein, sort_columns  # noqa: E402
-from diagnostics.drift.stats import ColumnStats, column_std  # noqa: E402
+from diagnostics.deep_diagnosis.drift_judge import normalised_wasserstein  # noqa: E402
+from diagnostics.stats.drift import ColumnStats, column_stats, column_std, sort_columns  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 GOAL_SECONDS = 2.0

@@ -28,8 +28,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.phase1 import machine, median_range
-from diagnostics.deep.base import DeepContext
-from diagnostics.deep.clip_consistency import consistency_figures
+from diagnostics.deep_diagnosis.base import DeepContext
+from diagnostics.deep_diagnosis.clip_consistency import consistency_figures
 from diagnostics.runbooks import load_runbooks
 
 RESULTS = Path(__file__).resolve().parent / "results" / "multimodal.json"
@@ -78,7 +78,7 @@ def main() -> int:
           f"{out['clip_suite_cold_s']} s cold")  # fmt: skip
 
     if args.service:
-        from diagnostics.deep import clip_consistency
+        from diagnostics.deep_diagnosis import clip_consistency
         from diagnostics.runbooks.schemas import Endpoint
 
         one = target.model_copy(

@@ -24,9 +24,9 @@ from pathlib import Path
 import psutil
 
 from diagnostics.config import Settings
-from diagnostics.stack import Stack
-from diagnostics.stack.airflow_api import AirflowApi
-from diagnostics.stack.manager import stack_processes
+from harness.stack import Stack
+from harness.stack.airflow_api import AirflowApi
+from harness.stack.manager import stack_processes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

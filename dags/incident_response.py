@@ -26,7 +26,7 @@ from airflow.sdk import (
     task,
 )
 
-from diagnostics.golden_window import PHASE, PHASE_CHECKS
+from diagnostics.golden_window.phase import PHASE, PHASE_CHECKS
 from diagnostics.runbooks import RunbookError, load_runbooks
 from diagnostics.runbooks.decision import HUMAN_OPTIONS, HumanGateDefault
 from diagnostics.runbooks.schemas import Phase2Execution
@@ -53,7 +53,7 @@ try:  # docs and choices come from runbooks/; a broken runbook must not hide the
         **{g.value: d for g, d in sorted(_BOOKS.decision.human_gate.grades.items())},
         "ungraded": _BOOKS.decision.human_gate.ungraded,
     }
-    from diagnostics.deep.phase import phase_checks
+    from diagnostics.deep_diagnosis.phase import phase_checks
 
     _DEEP_CHECKS = {name: _EXECUTION.mode_of(name) for name in phase_checks(_BOOKS)}
 except (RunbookError, OSError, KeyError, ValueError) as exc:
@@ -77,7 +77,7 @@ def _sources(target: str) -> Any:
     """Evidence sources from the Airflow Connections ``triage24_prometheus`` and the target's log
     connection (``logs.connection_id`` in targets.yaml, default ``triage24_elasticsearch``) where they
     exist, else the local stack's settings. Credentials stay in the Connection."""
-    from diagnostics.golden_window import EvidenceSources
+    from diagnostics.golden_window.phase import EvidenceSources
 
     logs = load_runbooks().targets.get(target).logs
     sources = EvidenceSources.from_settings()
@@ -119,7 +119,7 @@ class HumanGate(HITLBranchOperator):
 def _rollback() -> dict[str, Any]:
     """Roll the canary back with the target's method (idempotent per incident, rate-limited, audited);
     a dry run only reads. A rollback that fails fails this task: it escalates."""
-    from diagnostics.response import act_and_store
+    from diagnostics.response.phase import act_and_store
 
     result = act_and_store(_incident(), "rollback", decided_by=_decided_by())
     if result.status.value == "failed":
@@ -130,7 +130,7 @@ def _rollback() -> dict[str, Any]:
 @task
 def _verify(action: dict[str, Any]) -> dict[str, Any]:
     """Poll health, the gateway weight and stable's metrics until recovered, or escalate."""
-    from diagnostics.response import verify_and_store
+    from diagnostics.response.phase import verify_and_store
 
     if not action.get("changed") and _incident().dry_run:
         return {"status": "ok", "summary": "dry run: nothing was changed, nothing to verify"}
@@ -146,7 +146,7 @@ def _deep_task(check: str) -> dict[str, Any]:
     """A phase-2 check on this worker (reference models loaded once per worker process)."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from diagnostics.deep.phase import run_and_store
+    from diagnostics.deep_diagnosis.phase import run_and_store
 
     chosen = get_current_context()["params"].get("deep_checks")
     if isinstance(chosen, list) and check not in chosen:
@@ -161,8 +161,8 @@ def _deep_pod(check: str, opened: Any) -> Any:
     through XCom (/airflow/xcom/return.json) and the phase summary stores it."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-    from diagnostics.deep.kubernetes import pod_operator_kwargs
-    from diagnostics.deep.registry import resolve
+    from diagnostics.deep_diagnosis.kubernetes import pod_operator_kwargs
+    from diagnostics.deep_diagnosis.registry import resolve
 
     assert _EXECUTION.kubernetes is not None  # the schema requires it in kubernetes mode
     op = KubernetesPodOperator(
@@ -180,7 +180,7 @@ def _deep_pod(check: str, opened: Any) -> Any:
 def _incident() -> Any:
     """The run's incident. Each task parses the conf itself (no hand-off task to wait for, so the first
     evidence is one task start away); the window ends at the run's start for all of them."""
-    from diagnostics.golden_window import open_incident
+    from diagnostics.golden_window.phase import open_incident
 
     ctx = get_current_context()
     run = ctx["dag_run"]
@@ -231,12 +231,15 @@ def _incident() -> Any:
     },
     render_template_as_native_obj=True,
     # Deadline Alerts for the SOP's windows: when the run is still open, the triggerer calls
-    # diagnostics.deadlines.deadline_missed, which marks the phase overdue (if it is) and notifies.
+    # diagnostics.verified_delivery.deadlines.deadline_missed, which marks the phase overdue (if it
+    # is) and notifies.
     deadline=[
         DeadlineAlert(
             reference=DeadlineReference.DAGRUN_QUEUED_AT,
             interval=timedelta(hours=hours),
-            callback=AsyncCallback("diagnostics.deadlines.deadline_missed", kwargs={"phase": phase}),
+            callback=AsyncCallback(
+                "diagnostics.verified_delivery.deadlines.deadline_missed", kwargs={"phase": phase}
+            ),
             name=f"{phase}_deadline",
         )
         for phase, hours in _DEADLINES.items()
@@ -248,7 +251,7 @@ def incident_response() -> None:
         """Store the incident (target, window, grade); a bad conf fails here, naming the field."""
         import base64
 
-        from diagnostics.golden_window import store_incident
+        from diagnostics.golden_window.phase import store_incident
 
         incident = _incident()
         # the check pods (kubernetes mode) rebuild the same incident from this (base64: stays a string
@@ -265,7 +268,7 @@ def incident_response() -> None:
 
             @task(task_id=name, doc_md=PHASE_CHECKS[name].__doc__)
             def run_check(check: str = name) -> dict[str, Any]:
-                from diagnostics.golden_window import run_and_store
+                from diagnostics.golden_window.phase import run_and_store
 
                 incident = _incident()
                 return run_and_store(check, incident, _sources(incident.target))
@@ -275,7 +278,7 @@ def incident_response() -> None:
         @task(trigger_rule="all_done")
         def phase_summary(briefs: list[dict[str, Any]]) -> dict[str, Any]:
             """Rank every finding of the phase; the canary gate verdict goes on to the decision."""
-            from diagnostics.golden_window import summarize_and_store
+            from diagnostics.golden_window.phase import summarize_and_store
 
             return summarize_and_store(_incident(), [b for b in briefs if b])
 
@@ -287,7 +290,7 @@ def incident_response() -> None:
         @task.branch
         def fast_gate() -> str:
             """Decide on phase-1 evidence alone; an automatic rollback happens now, before phase 2."""
-            from diagnostics.response import decide_and_store, takes_fast_path
+            from diagnostics.response.phase import decide_and_store, takes_fast_path
 
             decision = decide_and_store(_incident(), fast=True)
             get_current_context()["ti"].xcom_push(key="brief", value=decision.summary)
@@ -316,7 +319,7 @@ def incident_response() -> None:
         @task(trigger_rule="all_done")
         def deep_summary(returned: list[Any]) -> dict[str, Any]:
             """Rank phase 2's findings; the canary's drift levels and check statuses go to the decision."""
-            from diagnostics.deep.phase import adopt_pod_results, summarize_and_store
+            from diagnostics.deep_diagnosis.phase import adopt_pod_results, summarize_and_store
 
             adopt_pod_results(_incident(), [r for r in returned if r])
             return summarize_and_store(_incident())
@@ -330,7 +333,7 @@ def incident_response() -> None:
         def decide() -> str:
             """Bayesian canary risk + gates + phase-1 and phase-2 evidence -> the next step. Missing
             evidence asks a human; a rollback the fast path already applied is not applied again."""
-            from diagnostics.response import decide_and_store, decision_markdown, fast_path_taken
+            from diagnostics.response.phase import decide_and_store, decision_markdown, fast_path_taken
 
             incident = _incident()
             decision = decide_and_store(incident)
@@ -382,9 +385,9 @@ def incident_response() -> None:
         @task(trigger_rule="none_failed_min_one_success")
         def continue_release() -> dict[str, Any]:
             """The canary goes on; promoted to the next stage only when the decision says so."""
-            from diagnostics.artifacts import read_result
             from diagnostics.config import Settings
-            from diagnostics.response import DECISION_PHASE, act_and_store
+            from diagnostics.incident.store import read_result
+            from diagnostics.response.phase import DECISION_PHASE, act_and_store
 
             incident = _incident()
             decision = read_result(Settings().artifacts, incident.incident_id, DECISION_PHASE, "decision")
@@ -397,7 +400,7 @@ def incident_response() -> None:
         @task
         def hold() -> dict[str, Any]:
             """Keep the canary as it is and escalate (the human gate's choice, or its timeout)."""
-            from diagnostics.response import hold_and_store
+            from diagnostics.response.phase import hold_and_store
 
             result = hold_and_store(_incident(), decided_by=_decided_by(), escalate=True)
             return {"status": result.status.value, "summary": result.summary}
@@ -417,14 +420,14 @@ def incident_response() -> None:
         def regression_suite() -> dict[str, Any]:
             """The golden regression suite on the version serving now (stable after a rollback, else
             the canary), against the stored baseline; kept in the regression history."""
-            from diagnostics.delivery import regression_and_store
+            from diagnostics.verified_delivery.phase import regression_and_store
 
             return regression_and_store(_incident())
 
         @task(trigger_rule="all_done")
         def diff_report(regression: Any) -> dict[str, Any]:
             """Phase summary with the deadlines, then the HTML + Markdown diff report of the incident."""
-            from diagnostics.delivery import report_and_store, summarize_and_store
+            from diagnostics.verified_delivery.phase import report_and_store, summarize_and_store
 
             summary = summarize_and_store(_incident())
             return {
@@ -439,7 +442,7 @@ def incident_response() -> None:
             ``triage24_audit`` password, else TRIAGE24_AUDIT_KEY). No key fails this task."""
             import os
 
-            from diagnostics.delivery import close_and_notify, seal_and_store
+            from diagnostics.verified_delivery.phase import close_and_notify, seal_and_store
 
             conn = _connection("triage24_audit")
             if conn is not None and conn.password:

@@ -54,7 +54,7 @@ def triage24_intake_reconciler() -> None:
         import httpx
 
         from diagnostics.config import Settings
-        from diagnostics.results import CheckResult, Status
+        from diagnostics.incident.results import CheckResult, Status
 
         url = f"{Settings().airflow_url}/triage24/intake/reconcile"
         try:

@@ -68,7 +68,7 @@ def triage24_regression() -> None:
     @task
     def suite(version: str) -> dict[str, Any]:
         """The golden regression suite on one version, against the stored baseline; kept in the history."""
-        from diagnostics.regression.scheduled import suite_and_store
+        from diagnostics.verified_delivery.regression.scheduled import suite_and_store
 
         ctx = get_current_context()
         return suite_and_store(ctx["params"]["target"], version, ctx["dag_run"].run_id)
@@ -76,7 +76,7 @@ def triage24_regression() -> None:
     @task
     def drift_watch() -> dict[str, Any]:
         """The phase-2 drift check (golden embeddings vs baseline, latency vs the hour before)."""
-        from diagnostics.regression.scheduled import drift_and_store
+        from diagnostics.verified_delivery.regression.scheduled import drift_and_store
 
         ctx = get_current_context()
         return drift_and_store(ctx["params"]["target"], ctx["dag_run"].run_id)
@@ -85,7 +85,7 @@ def triage24_regression() -> None:
     def open_incident_if_regressed(results: list[dict[str, Any]], drift: dict[str, Any]) -> dict[str, Any]:
         """A regressed canary -> an alert to the intake (one incident per regression episode)."""
         from diagnostics.config import Settings
-        from diagnostics.regression.scheduled import open_if_regressed
+        from diagnostics.verified_delivery.regression.scheduled import open_if_regressed
 
         ctx = get_current_context()
         token = _secret("triage24_webhook", "TRIAGE24_WEBHOOK_TOKEN")
@@ -97,7 +97,7 @@ def triage24_regression() -> None:
     @task(trigger_rule="all_done")
     def record_baselines(results: list[dict[str, Any]]) -> dict[str, Any]:
         """Only when a person asked for it (record_baseline_from) and that version passed."""
-        from diagnostics.regression.scheduled import record_if_approved
+        from diagnostics.verified_delivery.regression.scheduled import record_if_approved
 
         ctx = get_current_context()
         return record_if_approved(ctx["params"]["target"], ctx["params"]["record_baseline_from"], results)

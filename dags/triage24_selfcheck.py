@@ -38,7 +38,7 @@ def triage24_selfcheck() -> None:
 
     @task
     def probe_evidence_sources() -> list[dict[str, object]]:
-        from diagnostics.probes import probe_http
+        from diagnostics.sources.probes import probe_http
 
         s = Settings()
         sources = {

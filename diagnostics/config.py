@@ -6,9 +6,11 @@ local stack use. Every field can be overridden with ``TRIAGE24_<FIELD>`` (e.g. T
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
 
+from dotenv import dotenv_values
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -64,6 +66,15 @@ class Settings(BaseSettings):
     @property
     def secrets_file(self) -> Path:
         return self.home / "secrets.env"
+
+    def secret(self, name: str) -> str | None:
+        """A secret from the environment, else from the local stack's secrets file (read only: the
+        harness creates that file, the library never does). None when neither has it."""
+        if os.environ.get(name):
+            return os.environ[name]
+        if self.secrets_file.exists():
+            return dotenv_values(self.secrets_file).get(name) or None
+        return None
 
     @property
     def airflow_url(self) -> str:

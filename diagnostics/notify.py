@@ -35,8 +35,8 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from diagnostics.artifacts import write_json
-from diagnostics.incident import SAFE_ID, Incident
+from diagnostics.incident.model import SAFE_ID, Incident
+from diagnostics.incident.store import write_json
 from diagnostics.pii import mask_pii
 from diagnostics.runbooks.grading import GradeId
 from diagnostics.runbooks.loader import load_yaml_model

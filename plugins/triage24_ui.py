@@ -26,7 +26,7 @@ intake does, plus the artifact root; there is no second store. In-process rather
 over loopback: the api-server would call its own listener (whose reachable URL it does not reliably
 know behind a proxy or a base path, and which may have no free worker while this request holds one),
 for the same rows it can read directly; the authorization the REST API would apply is applied above
-with the same auth-manager call. The data assembly is :mod:`diagnostics.incidents_view` (pure, no
+with the same auth-manager call. The data assembly is :mod:`diagnostics.views.incidents` (pure, no
 Airflow import); this module fetches and renders.
 
 No state at import and no AirflowPlugin here: Airflow also executes this file as a plugin module of
@@ -60,14 +60,14 @@ from fastapi.responses import (
 )
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from diagnostics import incidents_view as view
 from diagnostics.runbooks.loader import RunbookError, load_yaml_model
 from diagnostics.runbooks.schemas import Sop
+from diagnostics.views import incidents as view
 
 log = logging.getLogger("triage24.ui")
 
 UI_PREFIX = "/triage24/ui"
-TEMPLATES = Path(view.__file__).resolve().parent / "ui_templates"
+TEMPLATES = Path(view.__file__).resolve().parent / "templates"
 TOKEN_COOKIE = "_token"  # noqa: S105 - a cookie name: Airflow's COOKIE_NAME_JWT_TOKEN
 DEFAULT_LIMIT = 200
 MAX_LIMIT = 1000

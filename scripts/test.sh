@@ -7,6 +7,6 @@ VENV="${TRIAGE24_VENV:-$(pwd)/.venv}"
 export PATH="$VENV/bin:$PATH" HF_HUB_OFFLINE=1
 echo "== ruff (lint)";   ruff check .
 echo "== ruff (format)"; ruff format --check .
-echo "== mypy diagnostics/"; mypy diagnostics
+echo "== mypy diagnostics/ harness/"; mypy diagnostics harness
 echo "== pytest"
 exec python -m pytest "$@"

@@ -38,8 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 from scipy import special
 
 from diagnostics.decision.risk import ChannelRisk, Counts, RiskKind, RiskVerdict, channel_risk
-from diagnostics.metrics.sla import CanaryGateResult, GateCheck, GateVerdict
-from diagnostics.results import CheckResult, Status
+from diagnostics.golden_window.metrics_sla import CanaryGateResult, GateCheck, GateVerdict
+from diagnostics.incident.results import CheckResult, Status
 from diagnostics.runbooks.decision import (
     CanaryStage,
     DecisionPolicy,

@@ -133,14 +133,19 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from diagnostics.intake.backend import RestRunBackend
     from diagnostics.intake.service import build_service
-    from diagnostics.stack.secrets import ensure_secrets
 
     base = Settings()
     settings = IntakeSettings()
     if not settings.journal_path(base).exists():
         err.print(f"no intake journal at {settings.journal_path(base)}: nothing to reconcile")
         return 0
-    password = ensure_secrets(base.secrets_file)["TRIAGE24_ADMIN_PASSWORD"]
+    password = base.secret("TRIAGE24_ADMIN_PASSWORD")
+    if not password:
+        err.print(
+            f"no Airflow password: set TRIAGE24_ADMIN_PASSWORD, or start the local stack "
+            f"(triage24 stack up) which writes it to {base.secrets_file}"
+        )
+        return 2
     backend = RestRunBackend(base.airflow_url, "admin", password)
     try:
         report = build_service(backend, settings, base).reconcile()

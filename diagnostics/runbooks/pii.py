@@ -7,7 +7,8 @@ evidence. Each kind of PII that :mod:`diagnostics.pii` finds is therefore either
 - ``mask``: replaced by the typed placeholder of :func:`diagnostics.pii.mask_pii` (``[email]``), or
 - ``hash``: replaced by a keyed, salted, truncated HMAC-SHA256 of the normalised value
   (``[email:3f9a1c2b]``), so equal values stay linkable inside (and across) bundles signed with the
-  same key without being readable; see :mod:`diagnostics.audit.masking` for the construction.
+  same key without being readable; see :mod:`diagnostics.verified_delivery.audit.masking` for the
+  construction.
 
 Every kind must be listed: a policy that forgets a kind would otherwise silently pick a default for
 data that is, by definition, sensitive.

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from diagnostics.golden import (
+from diagnostics.golden_set import (
     GoldenAudio,
     GoldenImage,
     GoldenSet,
@@ -23,7 +23,7 @@ from diagnostics.golden import (
     error_rate,
     normalise,
 )
-from diagnostics.golden import load_golden as _load
+from diagnostics.golden_set import load_golden as _load
 
 __all__ = [
     "DATA_DIR",
@@ -54,7 +54,7 @@ INTENTS: tuple[str, ...] = (
 
 def load_golden(root: Path | None = None) -> GoldenSet:
     """The testbed's golden set (default: the committed ``testbed/golden/data``), whose intents must
-    be the testbed's (the schema and scoring are :mod:`diagnostics.golden`'s)."""
+    be the testbed's (the schema and scoring are :mod:`diagnostics.golden_set`'s)."""
     gs = _load(root or DATA_DIR)
     unknown = set(gs.intents) - set(INTENTS)
     if unknown:

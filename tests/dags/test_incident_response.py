@@ -83,7 +83,7 @@ def _stable_traffic(url: str, stop: threading.Event) -> None:
 
 def lighter_runbooks(tmp: Path) -> Path:
     """The repo's runbooks with phase 2's and 3's audio work cut to a clip or two: these scenarios are
-    about phase 1, the decision and the response; tests/diagnostics/deep/ judges every clip."""
+    about phase 1, the decision and the response; tests/diagnostics/deep_diagnosis/ judges every clip."""
     import shutil
 
     import yaml
@@ -178,7 +178,7 @@ def assert_ran(run: Any, results: dict[str, dict[str, Any]]) -> None:
 
 
 def assert_delivered(phase1: Phase1, run: Any, results: dict[str, dict[str, Any]], version: str) -> None:
-    from diagnostics.audit import audit_key, verify_bundle
+    from diagnostics.verified_delivery.audit import audit_key, verify_bundle
 
     suite = results["delivery/regression_suite"]
     assert suite["version"] == version and suite["trigger"] == run.run_id
@@ -298,7 +298,7 @@ def test_2b_a_critical_canary_finding_rolls_back_at_the_gateway_and_recovery_is_
     assert recovery["time_to_recover_s"] is not None
 
     # A retried or re-run rollback task (a scheduler restart mid-incident) changes nothing.
-    from diagnostics.response import act_and_store
+    from diagnostics.response.phase import act_and_store
 
     phase1.gateway_weight(10)  # even if someone moved the weight back by hand since
     again = act_and_store(_incident_of(run), "rollback")

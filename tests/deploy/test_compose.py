@@ -566,8 +566,8 @@ def test_rendered_targets_name_the_compose_services(
 def test_logs_reach_the_index_the_log_source_reads(
     compose_runbooks: Any, services: dict[str, dict[str, Any]]
 ) -> None:
-    from diagnostics.logs.elasticsearch import FieldNames
     from diagnostics.runbooks.schemas import ElasticsearchLogs
+    from diagnostics.sources.logs.elasticsearch import FieldNames
 
     logs = compose_runbooks.targets.get("testbed").logs
     assert isinstance(logs, ElasticsearchLogs)
@@ -619,7 +619,7 @@ def test_logs_reach_the_index_the_log_source_reads(
 def test_a_testbed_log_line_fits_the_index_template(tmp_path: Path) -> None:
     """A real testbed line (its own logger and formatter) has fields of the types the template maps, a
     ts Filebeat's layout parses, and parses to the same record once shipped (plus @timestamp)."""
-    from diagnostics.logs.records import LogRecord
+    from diagnostics.sources.logs.records import LogRecord
     from testbed.logs import fields, read_log_lines, setup_logging
 
     log_file = tmp_path / "testbed-canary.jsonl"
@@ -727,7 +727,7 @@ def test_dockerfile_installs_the_lock_before_the_code_and_bakes_the_project() ->
     first_code = text.index("COPY --chown=airflow:0 diagnostics")
     assert lock_copy < lock_install < first_code, "the lock's layer must come before any code"
     assert "--mount=type=cache,target=/home/airflow/.cache/pip" in text
-    for folder in ("diagnostics", "testbed", "dags", "plugins", "runbooks", "deploy"):
+    for folder in ("diagnostics", "harness", "testbed", "dags", "plugins", "runbooks", "deploy"):
         assert re.search(
             rf"^COPY --chown=airflow:0 {folder} /opt/triage24/{folder}$", text, flags=re.MULTILINE
         )
@@ -737,7 +737,7 @@ def test_dockerfile_installs_the_lock_before_the_code_and_bakes_the_project() ->
     assert env["AIRFLOW__CORE__DAGS_FOLDER"] == "/opt/triage24/dags"
     assert env["AIRFLOW__CORE__PLUGINS_FOLDER"] == "/opt/triage24/plugins"
     assert env["TRIAGE24_HOME"] == "/opt/airflow/triage24"
-    assert "python -m diagnostics models prepare" in text
+    assert "triage24 models prepare" in text
 
 
 def test_dockerignore_keeps_the_venv_and_secrets_out_of_the_build() -> None:

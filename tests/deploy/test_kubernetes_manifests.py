@@ -166,7 +166,7 @@ def test_pod_template_has_a_model_cache_and_leaves_the_xcom_volume_to_the_operat
     assert mounts["model-cache"] == model_dir
     assert "emptyDir" in volumes["model-cache"] or "persistentVolumeClaim" in volumes["model-cache"]
     (init,) = spec["initContainers"]
-    assert init["command"] == ["python", "-m", "diagnostics", "models", "prepare"]
+    assert init["command"] == ["triage24", "models", "prepare"]
     assert _env(init)["TRIAGE24_MODEL_DIR"] == model_dir
     assert {m["name"]: m["mountPath"] for m in init["volumeMounts"]}["model-cache"] == model_dir
     # do_xcom_push adds volume `xcom` + its mount + the sidecar: declaring them here would clash
@@ -198,7 +198,8 @@ def test_the_operator_builds_a_valid_pod_from_the_template(
     template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """KubernetesPodOperator(pod_template_file=...) with the arguments the DAG builds for a phase-2
-    check (diagnostics/deep/kubernetes.py from runbooks/targets.yaml, do_xcom_push=True): the merged pod
+    check (diagnostics/deep_diagnosis/kubernetes.py from runbooks/targets.yaml, do_xcom_push=True):
+    the merged pod
     keeps the GPU scheduling and the model cache, gets exactly one xcom volume, and has no name clashes."""
     # A kubeconfig-less connection: build_pod_request_obj(dry_run=True) reads only its settings.
     monkeypatch.setenv(
@@ -207,7 +208,7 @@ def test_the_operator_builds_a_valid_pod_from_the_template(
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from kubernetes.client import ApiClient
 
-    from diagnostics.deep.kubernetes import pod_operator_kwargs
+    from diagnostics.deep_diagnosis.kubernetes import pod_operator_kwargs
     from diagnostics.runbooks import load_runbooks
 
     cfg = load_runbooks(REPO / "runbooks").targets.phase2_execution.kubernetes

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from diagnostics.incident import Incident
+from diagnostics.incident.model import Incident
 from diagnostics.notify import Delivery, IncidentState, Notifier, load_notifications, message, notify
 from diagnostics.runbooks import RunbookError
 from diagnostics.runbooks.grading import GradeId

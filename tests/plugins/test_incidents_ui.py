@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import REPO
-from tests.diagnostics.test_incidents_view import (
+from tests.diagnostics.views.test_incidents import (
     PHASE1_DONE,
     PHASE2_DONE,
     T0,

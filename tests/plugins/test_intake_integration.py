@@ -24,8 +24,8 @@ import pytest
 
 from diagnostics.config import Settings
 from diagnostics.intake.backend import BackendUnavailable, RestRunBackend
-from diagnostics.stack import Stack
-from diagnostics.stack.airflow_api import AirflowApi
+from harness.stack import Stack
+from harness.stack.airflow_api import AirflowApi
 from tests.conftest import REPO, stack_settings
 from tests.plugins.conftest import PROBE_DAG_ID, write_probe_dag
 from tests.support.waiting import wait_for

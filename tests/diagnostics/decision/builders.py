@@ -12,11 +12,11 @@ from diagnostics.decision import (
     Phase1Evidence,
     VersionCounts,
 )
-from diagnostics.metrics import WindowStats, combine_gates, evaluate_channel_gate
-from diagnostics.metrics.sla import CanaryGateResult
-from diagnostics.results import Status
+from diagnostics.golden_window.metrics_sla import CanaryGateResult, combine_gates, evaluate_channel_gate
+from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.schemas import CanaryGates, Channel
+from diagnostics.sources.prometheus import WindowStats
 
 END = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 BOOKS = load_runbooks()

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from diagnostics.decision import Outcome, decide, inputs_from_results
-from diagnostics.incident import incident_from_conf
-from diagnostics.metrics import MetricsSlaResult, evaluate_channel
-from diagnostics.phase_summary import summarize
-from diagnostics.results import CheckResult, Finding, Status
+from diagnostics.golden_window.metrics_sla import MetricsSlaResult, evaluate_channel
+from diagnostics.incident.model import incident_from_conf
+from diagnostics.incident.results import CheckResult, Finding, Status
+from diagnostics.incident.summary import summarize
 from diagnostics.runbooks.schemas import Channel, Severity
 from tests.diagnostics.decision.builders import BOOKS, END, POLICY, gate_result, window
 

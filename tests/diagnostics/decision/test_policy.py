@@ -18,8 +18,8 @@ from diagnostics.decision import (
     Phase2Evidence,
     decide,
 )
-from diagnostics.metrics.sla import CanaryGateResult, GateVerdict
-from diagnostics.results import Status
+from diagnostics.golden_window.metrics_sla import CanaryGateResult, GateVerdict
+from diagnostics.incident.results import Status
 from diagnostics.runbooks.decision import DecisionPolicy, HumanChoice
 from diagnostics.runbooks.schemas import Channel, Severity
 from tests.diagnostics.decision.builders import (
@@ -125,7 +125,7 @@ def test_a_sustained_gate_breach_is_the_fast_path() -> None:
 
 def test_a_5xx_breach_must_be_significant_to_take_the_fast_path() -> None:
     # 2 of 300 is 0.67 % > 0.5 %, but a canary at the limit shows that 44 % of the time
-    from diagnostics.metrics import combine_gates, evaluate_channel_gate
+    from diagnostics.golden_window.metrics_sla import combine_gates, evaluate_channel_gate
     from tests.diagnostics.decision.builders import window
 
     def gate_with(errors_5xx: float, requests: float) -> CanaryGateResult:
@@ -145,7 +145,7 @@ def test_a_5xx_breach_must_be_significant_to_take_the_fast_path() -> None:
 
 def test_a_breach_of_a_canary_younger_than_the_window_is_not_sustained() -> None:
     # every request of the 300 s window is in its recent half: the older half had no traffic
-    from diagnostics.metrics import combine_gates, evaluate_channel_gate
+    from diagnostics.golden_window.metrics_sla import combine_gates, evaluate_channel_gate
     from tests.diagnostics.decision.builders import window
 
     young = combine_gates(

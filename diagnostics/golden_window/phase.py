@@ -1,0 +1,211 @@
+"""Phase 1, the 0-2 h golden window: which checks run, how each is fed, where results are stored.
+
+The registry below is the declarative part (check name -> function); ``runbooks/sop.yaml`` lists the
+same names for the phase, and a test keeps the two in step. The DAG and the CLI both go through
+:func:`run_and_store`, so a check behaves the same in a DAG run and in ``triage24 check``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from diagnostics.config import Settings
+from diagnostics.golden_window.health import check_health
+from diagnostics.golden_window.model_integrity import check_models
+from diagnostics.incident.model import Incident, incident_from_conf
+from diagnostics.incident.results import CheckResult, Status
+from diagnostics.incident.store import read_result, write_json, write_result
+from diagnostics.incident.summary import PhaseSummary, summarize
+from diagnostics.runbooks import Runbooks, load_runbooks
+from diagnostics.runbooks.schemas import Target
+
+log = logging.getLogger("triage24.golden_window")
+
+PHASE = "golden_window"
+
+
+@dataclass(frozen=True)
+class EvidenceSources:
+    """Where evidence comes from. In Airflow these come from Connections; in the CLI from settings."""
+
+    prometheus_url: str
+    prometheus_headers: dict[str, str] = field(default_factory=dict)
+    elasticsearch: dict[str, Any] | None = None  # {"hosts": [...], "api_key"|"basic_auth": ...}
+    http_timeout_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None) -> EvidenceSources:
+        s = settings or Settings()
+        es_url = os.environ.get("TRIAGE24_ELASTICSEARCH_URL")
+        es: dict[str, Any] | None = None
+        if es_url:
+            es = {"hosts": [es_url]}
+            if os.environ.get("TRIAGE24_ELASTICSEARCH_API_KEY"):
+                es["api_key"] = os.environ["TRIAGE24_ELASTICSEARCH_API_KEY"]
+        url = os.environ.get("TRIAGE24_PROMETHEUS_URL") or f"http://{s.host}:{s.prometheus_port}"
+        return cls(prometheus_url=url, elasticsearch=es)
+
+    def public(self) -> dict[str, Any]:
+        """What may be stored and shown: no credentials."""
+        data = asdict(self)
+        data["prometheus_headers"] = sorted(self.prometheus_headers)
+        data["elasticsearch"] = {"hosts": self.elasticsearch.get("hosts")} if self.elasticsearch else None
+        return data
+
+
+@dataclass(frozen=True)
+class Context:
+    incident: Incident
+    books: Runbooks
+    target: Target
+    sources: EvidenceSources
+
+
+def _health(ctx: Context) -> CheckResult:
+    """Health snapshot: every version's and the gateway's health, per module."""
+    return check_health(ctx.target, ctx.books.priority_matrix, ctx.sources.http_timeout_s)
+
+
+def _models(ctx: Context) -> CheckResult:
+    """Model load and integrity: loaded models and their SHA-256 against targets.yaml."""
+    return check_models(ctx.target, ctx.books.priority_matrix, ctx.sources.http_timeout_s)
+
+
+def _metrics(ctx: Context) -> CheckResult:
+    """Metrics vs SLA: per channel and version, static SLA, dynamic thresholds and canary gates."""
+    from diagnostics.golden_window.metrics_sla import check_metrics_sla
+    from diagnostics.sources.prometheus import reader_for
+
+    reader = reader_for(
+        ctx.sources.prometheus_url, ctx.sources.prometheus_headers, ctx.sources.http_timeout_s
+    )
+    return check_metrics_sla(
+        reader,
+        ctx.target,
+        ctx.books.thresholds,
+        ctx.books.priority_matrix,
+        window_end=ctx.incident.analysed_at,
+        window_s=ctx.incident.window_s,
+    )
+
+
+def _logs(ctx: Context) -> CheckResult:
+    """Logs: pulled for the window and classified with the priority matrix; failing request paths."""
+    from diagnostics.golden_window.logs_check import check_logs, source_for
+
+    return check_logs(
+        source_for(ctx.target, ctx.sources.elasticsearch),
+        ctx.books.priority_matrix,
+        start=ctx.incident.window_start,
+        end=ctx.incident.analysed_at,
+    )
+
+
+PHASE_CHECKS: dict[str, Callable[[Context], CheckResult]] = {
+    "health_snapshot": _health,
+    "model_integrity": _models,
+    "metrics_sla": _metrics,
+    "log_classification": _logs,
+}
+
+
+def open_incident(run_id: str, conf: dict[str, Any], now: datetime | None = None) -> Incident:
+    """The incident of a run; fails with the field and the fix when the conf or the target is wrong.
+
+    ``now`` is the analysis time: the DAG passes the run's start, so every check of the run (each in
+    its own task, started at its own moment) reads the same window.
+    """
+    books = load_runbooks()
+    incident = incident_from_conf(run_id, conf, now=now, default_target=books.targets.targets[0].name)
+    names = [t.name for t in books.targets.targets]
+    if incident.target not in names:
+        raise ValueError(
+            f"target: {incident.target!r} is not in runbooks/targets.yaml (known: {', '.join(names)}); "
+            "add it there, or fix the alert's 'target' label"
+        )
+    return incident
+
+
+def store_incident(incident: Incident) -> dict[str, Any]:
+    from diagnostics.notify import notify
+
+    path = write_json(
+        Settings().artifacts / incident.incident_id / "incident.json", incident.model_dump(mode="json")
+    )
+    names = ", ".join(incident.alert_names) or "manual investigation"
+    notify(incident, "opened", summary=f"{incident.target}: {names}")
+    return {**incident.summary(), "artifact": str(path)}
+
+
+def run_check(
+    name: str, incident: Incident, sources: EvidenceSources, books: Runbooks | None = None
+) -> CheckResult:
+    """Run one phase-1 check. A crash of the check itself is reported, not raised: the run goes on."""
+    books = books or load_runbooks()
+    ctx = Context(incident, books, books.targets.get(incident.target), sources)
+    try:
+        return PHASE_CHECKS[name](ctx)
+    except Exception as exc:  # a bug or an unforeseen answer must not stop the incident's other checks
+        log.error("check %s crashed:\n%s", name, traceback.format_exc())
+        return CheckResult(
+            check=name,
+            status=Status.INSUFFICIENT_EVIDENCE,
+            summary=f"check crashed: {type(exc).__name__}: {str(exc)[:300]}",
+            details={"crashed": True},
+        )
+
+
+def brief(result: CheckResult, path: str) -> dict[str, Any]:
+    """What XCom carries for a check: status, summary, counts, where the full result is."""
+    out: dict[str, Any] = {
+        "check": result.check,
+        "status": result.status.value,
+        "summary": result.summary,
+        "findings": len(result.findings),
+        "artifact": path,
+    }
+    gate = getattr(result, "gate", None)
+    if gate is not None:
+        out["gate"] = gate.model_dump(mode="json") if hasattr(gate, "model_dump") else gate
+    return out
+
+
+def run_and_store(
+    name: str, incident: dict[str, Any] | Incident, sources: EvidenceSources | None = None
+) -> dict[str, Any]:
+    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+    result = run_check(name, inc, sources or EvidenceSources.from_settings())
+    path = write_result(Settings().artifacts, inc.incident_id, PHASE, name, result)
+    log.info("%s: %s - %s (%s)", name, result.status.value, result.summary, path)
+    return brief(result, str(path))
+
+
+def _load(root: Any, incident_id: str, name: str) -> CheckResult:
+    data = read_result(root, incident_id, PHASE, name)
+    # Stored results carry their subclass's fields; the summary needs only the common shape.
+    common = {k: data[k] for k in CheckResult.model_fields if k in data}
+    return CheckResult.model_validate(common)
+
+
+def summarize_and_store(incident: dict[str, Any] | Incident, briefs: list[dict[str, Any]]) -> dict[str, Any]:
+    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+    root = Settings().artifacts
+    results: list[CheckResult] = []
+    for name in PHASE_CHECKS:
+        try:
+            results.append(_load(root, inc.incident_id, name))
+        except Exception as exc:  # a check task that never stored a result is missing evidence
+            results.append(
+                CheckResult(check=name, status=Status.INSUFFICIENT_EVIDENCE, summary=f"no result: {exc}")
+            )
+    gate = next((b["gate"] for b in briefs if b.get("gate") is not None), None)
+    summary: PhaseSummary = summarize(PHASE, results, gate=gate)
+    path = write_result(root, inc.incident_id, PHASE, "summary", summary)
+    log.info("phase summary: %s - %s (%s)", summary.status.value, summary.summary, path)
+    return {**summary.brief(), "artifact": str(path)}

@@ -1,5 +1,0 @@
-"""The embedded local stack: Airflow 3.3, Prometheus, Alertmanager and the testbed on loopback."""
-
-from diagnostics.stack.manager import ComponentStatus, Stack, StackError
-
-__all__ = ["ComponentStatus", "Stack", "StackError"]

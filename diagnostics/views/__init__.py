@@ -1,0 +1,2 @@
+"""What the on-call UI shows, read from the artifact store and Airflow's run list (no Airflow
+import): the Incidents view's data (``incidents``) and its page templates (``templates/``)."""

@@ -1,0 +1,250 @@
+"""PromQL building and escaping, and every way Prometheus can fail becoming insufficient evidence."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from diagnostics.golden_window.metrics_sla import GateVerdict, check_metrics_sla
+from diagnostics.incident.results import Status
+from diagnostics.runbooks import load_runbooks
+from diagnostics.runbooks.schemas import MetricNames, Target
+from diagnostics.sources.prometheus import (
+    InvalidSelector,
+    PrometheusQueryError,
+    PrometheusReader,
+    PrometheusUnavailable,
+    PromQL,
+    duration,
+    matchers,
+    quantile_label,
+    quote,
+)
+from tests.conftest import free_port
+
+AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _target(**update: object) -> Target:
+    return load_runbooks().targets.get("testbed").model_copy(update=update)
+
+
+# --- PromQL -----------------------------------------------------------------------------------------
+
+
+def test_quote_escapes_backslash_quote_and_newline() -> None:
+    assert quote("plain") == '"plain"'
+    # a"b\c<newline> -> "a\"b\\c\n"
+    assert quote('a"b\\c\n') == '"a\\"b\\\\c\\n"'
+
+
+def test_matchers_escape_values_and_reject_bad_label_names() -> None:
+    sel = matchers({"job": 'we"ird'}, equal={"x": "1"}, one_of={"version": ["stable", "can.ary"]})
+    assert sel == '{job="we\\"ird",x="1",version=~"stable|can\\\\.ary"}'
+    with pytest.raises(InvalidSelector, match="label name"):
+        matchers({"bad-name": "x"})
+
+
+def test_duration_formats() -> None:
+    assert duration(300) == "300s"
+    assert duration(7.5) == "7500ms"
+    with pytest.raises(InvalidSelector):
+        duration(0)
+
+
+def test_queries_for_the_testbed() -> None:
+    q = PromQL.for_target(_target())
+    sel = '{job="testbed",version=~"canary|stable"}'
+    assert q.selector == sel
+    assert q.requests(300) == f"sum by (version, channel) (increase(testbed_requests_total{sel}[300s]))"
+    assert q.errors(60) == f"sum by (version, channel) (increase(testbed_request_errors_total{sel}[60s]))"
+    assert q.errors_5xx(300) == (
+        "sum by (version, channel) (increase(testbed_requests_total"
+        '{job="testbed",version=~"canary|stable",code=~"5.."}[300s]))'
+    )
+    assert q.quantile(0.99, 300) == (
+        "histogram_quantile(0.99, sum by (version, channel, le) "
+        f"(rate(testbed_request_duration_seconds_bucket{sel}[300s])))"
+    )
+    assert q.buckets(30) == (
+        f"sum by (version, channel, le) (increase(testbed_request_duration_seconds_bucket{sel}[30s]))"
+    )
+    assert q.gpu_memory(300) == (
+        f"max by (version, device, kind) (max_over_time(testbed_gpu_memory_bytes{sel}[300s]))"
+    )
+
+
+def test_metric_names_are_data() -> None:
+    names = MetricNames(
+        request_duration_histogram="http_latency_seconds",
+        requests_total="http_requests_total",
+        errors_total="http_errors_total",
+        gpu_memory_bytes=None,
+        version_label="track",
+        channel_label="modality",
+        code_label="status",
+    )
+    q = PromQL.for_target(_target(metrics=names, prometheus_selector={"namespace": "prod"}))
+    assert q.errors_5xx(60) == (
+        'sum by (track, modality) (increase(http_requests_total{namespace="prod",'
+        'track=~"canary|stable",status=~"5.."}[60s]))'
+    )
+    assert q.gpu_memory(60) is None
+
+
+def test_quantile_labels() -> None:
+    assert [quantile_label(q) for q in (0.5, 0.99, 0.999, 0.9999)] == ["p50", "p99", "p99.9", "p99.99"]
+
+
+# --- failures -----------------------------------------------------------------------------------------
+
+
+class _Canned(BaseHTTPRequestHandler):
+    status = 200
+    body = b""
+    delay_s = 0.0
+    seen: list[str] = []  # noqa: RUF012 - set per server below
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        self.seen.append(self.headers.get("Authorization", ""))
+        time.sleep(self.delay_s)
+        self.send_response(self.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+            self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def canned() -> Iterator[tuple[ThreadingHTTPServer, type[_Canned]]]:
+    handler = type("Handler", (_Canned,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server, handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _url(server: ThreadingHTTPServer) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _answer(handler: type[_Canned], status: int, body: bytes, delay_s: float = 0.0) -> None:
+    handler.status, handler.body, handler.delay_s = status, body, delay_s
+
+
+def test_a_vector_is_parsed_and_nan_is_no_data(canned: tuple[ThreadingHTTPServer, type[_Canned]]) -> None:
+    server, handler = canned
+    result = [
+        {"metric": {"version": "stable", "channel": "text"}, "value": [1.0, "12.5"]},
+        {"metric": {"version": "canary", "channel": "text"}, "value": [1.0, "NaN"]},
+        {"metric": {"version": "canary", "channel": "image"}, "value": [1.0, "+Inf"]},
+    ]
+    _answer(
+        handler,
+        200,
+        json.dumps({"status": "success", "data": {"resultType": "vector", "result": result}}).encode(),
+    )
+    reader = PrometheusReader(_url(server), bearer_token="s3cret")
+    samples = reader.query("up", AT)
+    assert [s.value for s in samples] == [12.5, None, None]
+    assert samples[0].labels == {"version": "stable", "channel": "text"}
+    query = parse_qs(urlsplit(handler.seen[0]).query)
+    assert query["query"] == ["up"]
+    assert float(query["time"][0]) == AT.timestamp()
+    assert handler.seen[1] == "Bearer s3cret"
+    assert "s3cret" not in repr(reader)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (500, b"internal error", "HTTP 500"),
+        (200, b"<html>not json</html>", "not JSON"),
+        (200, b'{"status":"error"}', "status 'error'"),
+        (400, b'{"status":"error","errorType":"bad_data","error":"parse error at char 5"}', "parse error"),
+        (200, b'{"status":"success","data":{"resultType":"scalar","result":[1, "2"]}}', "instant vector"),
+    ],
+)
+def test_bad_answers_are_query_errors(
+    canned: tuple[ThreadingHTTPServer, type[_Canned]], status: int, body: bytes, reason: str
+) -> None:
+    server, handler = canned
+    _answer(handler, status, body)
+    with pytest.raises(PrometheusQueryError, match=reason):
+        PrometheusReader(_url(server)).query("up", AT)
+
+
+@pytest.mark.parametrize(
+    "body", [b"internal error", b'{"status":"error"}', b"not json"], ids=["500", "status-error", "bad-json"]
+)
+def test_the_check_turns_bad_answers_into_insufficient_evidence(
+    canned: tuple[ThreadingHTTPServer, type[_Canned]], body: bytes
+) -> None:
+    server, handler = canned
+    _answer(handler, 500 if body == b"internal error" else 200, body)
+    books = load_runbooks()
+    result = check_metrics_sla(
+        PrometheusReader(_url(server)),
+        books.targets.get("testbed"),
+        books.thresholds,
+        None,
+        window_end=AT,
+        window_s=300,
+    )
+    assert result.status is Status.INSUFFICIENT_EVIDENCE
+    assert result.gate.verdict is GateVerdict.INSUFFICIENT_EVIDENCE
+    assert "no metrics" in result.summary
+    json.dumps(result.model_dump(mode="json"))
+
+
+def test_nothing_listening_is_insufficient_evidence_within_seconds() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(PrometheusUnavailable, match="cannot reach"):
+        PrometheusReader(url).query("up", AT)
+    books = load_runbooks()
+    started = time.monotonic()
+    result = check_metrics_sla(
+        PrometheusReader(url, timeout_s=2),
+        books.targets.get("testbed"),
+        books.thresholds,
+        None,
+        window_end=AT,
+        window_s=300,
+    )
+    assert time.monotonic() - started < 3
+    assert result.status is Status.INSUFFICIENT_EVIDENCE
+    assert url.split("//")[1] in result.summary
+    assert result.gate_summary().verdict is GateVerdict.INSUFFICIENT_EVIDENCE
+
+
+def test_a_slow_prometheus_times_out(canned: tuple[ThreadingHTTPServer, type[_Canned]]) -> None:
+    server, handler = canned
+    _answer(handler, 200, b'{"status":"success","data":{"resultType":"vector","result":[]}}', delay_s=2)
+    started = time.monotonic()
+    with pytest.raises(PrometheusUnavailable, match=r"did not answer within 0\.5 s"):
+        PrometheusReader(_url(server), timeout_s=0.5).query("up", AT)
+    assert time.monotonic() - started < 1.5  # a timeout is not retried
+
+
+def test_credentials_in_the_url_stay_out_of_messages() -> None:
+    url = f"http://user:pa55@127.0.0.1:{free_port()}"
+    with pytest.raises(PrometheusUnavailable) as info:
+        PrometheusReader(url).query("up", AT)
+    assert "pa55" not in info.value.reason

@@ -1,0 +1,211 @@
+"""The local stack: secrets, rendered configs, clear start-up errors, and a real up/status/down."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from harness.stack import Stack, StackError
+from harness.stack.components import render_configs
+from harness.stack.manager import stack_processes
+from harness.stack.secrets import SECRET_NAMES, ensure_secrets
+from tests.conftest import REPO, stack_settings
+
+
+def test_secrets_are_created_once_private_and_strong(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.env"
+    first = ensure_secrets(path)
+    assert set(first) == SECRET_NAMES
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # Airflow wants a JWT secret of at least 64 bytes.
+    assert len(first["AIRFLOW__API_AUTH__JWT_SECRET"].encode()) >= 64
+    assert ensure_secrets(path) == first, "secrets must never change once written"
+    # A file missing an entry gets it added; the others stay.
+    path.write_text(f"TRIAGE24_ADMIN_PASSWORD={first['TRIAGE24_ADMIN_PASSWORD']}\n")
+    again = ensure_secrets(path)
+    assert again["TRIAGE24_ADMIN_PASSWORD"] == first["TRIAGE24_ADMIN_PASSWORD"]
+    assert set(again) == SECRET_NAMES
+
+
+def test_configs_are_rendered_with_the_configured_ports(tmp_path: Path) -> None:
+    s = stack_settings(tmp_path)
+    out = render_configs(s)
+    prom = out["prometheus"].read_text()
+    assert f"127.0.0.1:{s.alertmanager_port}" in prom
+    assert f"127.0.0.1:{s.prometheus_port}" in prom
+    assert str(REPO / "deploy" / "prometheus" / "rules") in prom
+    assert "${" not in prom and "${" not in out["alertmanager"].read_text()
+
+
+def test_a_taken_port_names_the_component_the_owner_and_the_setting(tmp_path: Path) -> None:
+    s = stack_settings(tmp_path)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", s.alertmanager_port))
+        sock.listen()
+        stack = Stack(s, with_testbed=False)
+        with pytest.raises(StackError) as info:
+            stack.up()
+    msg = str(info.value)
+    assert f"alertmanager: port 127.0.0.1:{s.alertmanager_port} is already in use by pid" in msg
+    assert "TRIAGE24_ALERTMANAGER_PORT" in msg
+    assert str(tmp_path / "logs" / "alertmanager.log") in msg
+    assert stack.supervisor_pid() is None, "nothing may start when a port is taken"
+
+
+@pytest.mark.integration
+def test_a_component_that_fails_to_start_is_named_with_its_log_and_nothing_is_left(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("dags", "plugins", "runbooks"):
+        (repo / name).symlink_to(REPO / name)
+    shutil.copytree(REPO / "deploy", repo / "deploy")
+    (repo / "deploy" / "prometheus" / "prometheus.yml").write_text(
+        "global: {scrape_interval: not-a-duration}\n"
+    )
+    stack = Stack(stack_settings(tmp_path / "home", repo_root=repo, start_timeout_s=120), with_testbed=False)
+    with pytest.raises(StackError) as info:
+        stack.up()
+    msg = str(info.value)
+    assert msg.startswith("prometheus exited with code")
+    assert str(tmp_path / "home" / "logs" / "prometheus.log") in msg
+    assert "not-a-duration" in msg, "the error should show the log lines that explain it"
+    assert stack_processes(stack) == []
+
+
+@pytest.fixture(scope="module")
+def running_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    stack = Stack(stack_settings(tmp_path_factory.mktemp("stack-home")), with_testbed=False)
+    try:
+        stack.up(timeout_s=240)
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.mark.integration
+def test_up_brings_every_component_up_healthy(running_stack: Stack) -> None:
+    statuses = running_stack.status()
+    assert [s.name for s in statuses] == [
+        "prometheus",
+        "alertmanager",
+        "airflow-api-server",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+    ]
+    assert [s.name for s in statuses if not (s.healthy and s.running)] == [], statuses
+    s = running_stack.settings
+    assert httpx.get(f"http://127.0.0.1:{s.prometheus_port}/-/ready").status_code == 200
+    # Prometheus scrapes Alertmanager with the rendered config: the ports line up.
+    targets = httpx.get(f"http://127.0.0.1:{s.prometheus_port}/api/v1/targets").json()["data"][
+        "activeTargets"
+    ]
+    scraped = {(t["labels"]["job"], t["labels"].get("version", "")): t["scrapeUrl"] for t in targets}
+    assert scraped == {
+        ("prometheus", ""): f"http://127.0.0.1:{s.prometheus_port}/metrics",
+        ("alertmanager", ""): f"http://127.0.0.1:{s.alertmanager_port}/metrics",
+        ("testbed", "stable"): f"http://127.0.0.1:{s.testbed_stable_port}/metrics",
+        ("testbed", "canary"): f"http://127.0.0.1:{s.testbed_canary_port}/metrics",
+        ("testbed-gateway", ""): f"http://127.0.0.1:{s.testbed_gateway_port}/metrics",
+    }
+
+
+@pytest.mark.integration
+def test_admin_logs_in_with_the_secret_file_password_and_nobody_else_does(running_stack: Stack) -> None:
+    url = running_stack.settings.airflow_url
+    good = httpx.post(
+        f"{url}/auth/token",
+        json={"username": "admin", "password": running_stack.secrets["TRIAGE24_ADMIN_PASSWORD"]},
+    )
+    assert good.status_code == 201 and good.json()["access_token"]
+    assert httpx.post(f"{url}/auth/token", json={"username": "admin", "password": "admin"}).status_code == 401
+    assert httpx.get(f"{url}/api/v2/dags").status_code == 401
+
+
+@pytest.mark.integration
+def test_up_again_is_idempotent(running_stack: Stack) -> None:
+    before = running_stack.supervisor_pid()
+    messages: list[str] = []
+    running_stack.up(progress=messages.append)
+    assert messages == ["stack is already running"]
+    assert running_stack.supervisor_pid() == before
+
+
+@pytest.mark.integration
+def test_status_json_from_the_cli(
+    running_stack: Stack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    s = running_stack.settings
+    for key, value in {
+        "HOME": s.home,
+        "AIRFLOW_PORT": s.airflow_port,
+        "PROMETHEUS_PORT": s.prometheus_port,
+        "ALERTMANAGER_PORT": s.alertmanager_port,
+    }.items():
+        monkeypatch.setenv(f"TRIAGE24_{key}", str(value))
+    assert main(["stack", "status", "--no-testbed", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {c["name"]: c["healthy"] for c in report} == {c.name: True for c in running_stack.status()}
+
+
+@pytest.mark.integration
+def test_down_stops_exactly_what_up_started(tmp_path: Path) -> None:
+    # A process outside the stack, started before it, must survive `down`.
+    bystander = psutil.Popen(["sleep", "300"])
+    stack = Stack(stack_settings(tmp_path), with_testbed=False)
+    try:
+        stack.up(timeout_s=240)
+        procs = stack_processes(stack)
+        names = " ".join(" ".join(p.cmdline()) for p in procs)
+        for part in ("prometheus", "alertmanager", "api_server", "scheduler", "dag-processor", "triggerer"):
+            assert part in names
+        stack.down()
+        assert [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+        assert not list((tmp_path / "run").glob("*.pid"))
+        assert bystander.is_running()
+    finally:
+        stack.down()
+        bystander.kill()
+
+
+@pytest.mark.integration
+@pytest.mark.models
+def test_stack_with_the_testbed_serves_traffic_that_prometheus_scrapes(tmp_path: Path) -> None:
+    import time
+
+    stack = Stack(stack_settings(tmp_path, traffic_rate=4.0), with_testbed=True)
+    try:
+        statuses = stack.up(timeout_s=300)
+        assert {s.name: s.detail for s in statuses if s.name.startswith("testbed")} == {
+            "testbed-stable": "ready",
+            "testbed-canary": "ready",
+            "testbed-gateway": "ready",
+            "testbed-traffic": "running (no health endpoint)",
+        }
+        s = stack.settings
+        query = f"http://127.0.0.1:{s.prometheus_port}/api/v1/query"
+        versions: set[str] = set()
+        deadline = time.monotonic() + 90
+        while versions != {"stable", "canary"} and time.monotonic() < deadline:
+            time.sleep(3)
+            result = httpx.get(query, params={"query": "sum by (version) (testbed_requests_total)"}).json()
+            versions = {r["metric"]["version"] for r in result["data"]["result"] if float(r["value"][1]) > 0}
+        assert versions == {"stable", "canary"}, "the gateway's default split sends traffic to both versions"
+        errors = httpx.get(
+            query, params={"query": "sum by (version, channel, code) (testbed_request_errors_total) > 0"}
+        ).json()["data"]["result"]
+        assert errors == [], f"a healthy testbed answers traffic without errors: {errors}"
+        procs = stack_processes(stack)
+    finally:
+        stack.down()
+    assert [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []

@@ -164,7 +164,7 @@ def verify_and_store(
 ) -> CheckResult:
     """Poll health, the gateway weight and the stable version's metrics until recovered or timeout
     (``verification:`` in runbooks/decision.yaml)."""
-    from diagnostics.response.rollback.verify import gateway_probe, verify_recovery
+    from diagnostics.response.verify import gateway_probe, verify_recovery
     from diagnostics.sources.prometheus import reader_for
 
     inc = _incident(incident)

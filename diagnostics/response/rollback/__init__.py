@@ -2,7 +2,7 @@
 verification that the service recovered afterwards; no Airflow import.
 
 ``apply`` (in :mod:`diagnostics.response.rollback.base`) is the one entry point that changes a service; the
-method modules only read and change state. :mod:`diagnostics.response.rollback.verify` is imported on its own
+method modules only read and change state. :mod:`diagnostics.response.verify` is imported on its own
 (it pulls in the Prometheus client).
 """
 

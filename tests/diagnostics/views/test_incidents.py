@@ -20,7 +20,7 @@ from diagnostics.incident.model import incident_from_conf
 from diagnostics.incident.results import CheckResult, Finding, Status
 from diagnostics.incident.store import write_json, write_result
 from diagnostics.incident.summary import summarize
-from diagnostics.response.rollback.verify import ProbePart, RecoveryProbe, verify_recovery
+from diagnostics.response.verify import ProbePart, RecoveryProbe, verify_recovery
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.loader import load_yaml_model
 from diagnostics.runbooks.schemas import Sop

@@ -10,7 +10,7 @@ import pytest
 
 from diagnostics.incident.results import Status
 from diagnostics.response.rollback.base import AUDIT_PATH, Action, ActionResult, apply, audit_records
-from diagnostics.response.rollback.verify import gateway_probe, verify_recovery
+from diagnostics.response.verify import gateway_probe, verify_recovery
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.schemas import Target
 from tests.conftest import free_port

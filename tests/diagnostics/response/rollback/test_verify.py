@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from diagnostics.incident.results import Status
-from diagnostics.response.rollback.verify import (
+from diagnostics.response.verify import (
     ProbePart,
     RecoveryProbe,
     gateway_probe,

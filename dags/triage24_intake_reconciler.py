@@ -15,27 +15,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import dag, task
+from triage24_airflow.connections import require_secret
 
 CONNECTION_ID = "triage24_webhook"
-
-
-def _token() -> str:
-    """The webhook token: the Connection's password, else TRIAGE24_WEBHOOK_TOKEN (never logged)."""
-    import os
-
-    from airflow.sdk import BaseHook
-
-    try:
-        password = BaseHook.get_connection(CONNECTION_ID).password
-    except Exception:  # no such connection: the environment is the documented fallback
-        password = None
-    token = password or os.environ.get("TRIAGE24_WEBHOOK_TOKEN", "")
-    if not token:
-        raise RuntimeError(
-            f"no webhook token: set the Airflow Connection {CONNECTION_ID!r} (password) "
-            "or TRIAGE24_WEBHOOK_TOKEN in the workers' environment"
-        )
-    return token
 
 
 @dag(
@@ -51,42 +33,16 @@ def _token() -> str:
 def triage24_intake_reconciler() -> None:
     @task
     def reconcile() -> dict[str, object]:
-        import httpx
-
+        """Replay the journal's pending incidents; a refused token fails the run, naming the Connection."""
         from diagnostics.config import Settings
-        from diagnostics.incident.results import CheckResult, Status
+        from diagnostics.intake.remote_reconcile import TokenRefused, reconcile_remote
 
-        url = f"{Settings().airflow_url}/triage24/intake/reconcile"
+        token = require_secret(CONNECTION_ID, "TRIAGE24_WEBHOOK_TOKEN")
         try:
-            resp = httpx.post(url, headers={"Authorization": f"Bearer {_token()}"}, timeout=300)
-        except httpx.HTTPError as exc:
-            return CheckResult(
-                check="intake_reconcile",
-                status=Status.INSUFFICIENT_EVIDENCE,
-                summary=f"intake unreachable at {url}: {type(exc).__name__}",
-            ).model_dump(mode="json")
-        if resp.status_code in (401, 403):
-            raise RuntimeError(
-                f"the intake refused the token (HTTP {resp.status_code}); check {CONNECTION_ID}"
-            )
-        if resp.status_code != 200:
-            return CheckResult(
-                check="intake_reconcile",
-                status=Status.DEGRADED,
-                summary=f"intake answered HTTP {resp.status_code}",
-                details={"body": resp.text[:2000]},
-            ).model_dump(mode="json")
-        report = resp.json()
-        pending = report.get("still_pending", {})
-        return CheckResult(
-            check="intake_reconcile",
-            status=Status.DEGRADED if pending else Status.OK,
-            summary=(
-                f"replayed {len(report.get('replayed', []))}, still pending {len(pending)}, "
-                f"closed {len(report.get('closed', []))}, notes written {report.get('notes_written', 0)}"
-            ),
-            details=report,
-        ).model_dump(mode="json")
+            result = reconcile_remote(f"{Settings().airflow_url}/triage24/intake/reconcile", token)
+        except TokenRefused as exc:
+            raise RuntimeError(f"{exc}; check {CONNECTION_ID}") from None
+        return result.model_dump(mode="json")
 
     reconcile()
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+from triage24_airflow.connections import secret
 
 from diagnostics.runbooks import RunbookError, load_runbooks
 
@@ -27,20 +28,6 @@ try:
 except (RunbookError, OSError) as exc:
     log.error("runbooks could not be loaded: %s", exc)
     _CRON, _VERSIONS, _TARGETS = None, ["stable", "canary"], ["testbed"]
-
-
-def _secret(conn_id: str, env: str) -> str | None:
-    import os
-
-    from airflow.sdk import BaseHook
-
-    try:
-        conn = BaseHook.get_connection(conn_id)
-        if conn.password:
-            return str(conn.password)
-    except Exception as exc:  # not defined (the local stack): the environment
-        log.info("connection %s not used: %s", conn_id, type(exc).__name__)
-    return os.environ.get(env)
 
 
 @dag(
@@ -88,7 +75,7 @@ def triage24_regression() -> None:
         from diagnostics.verified_delivery.regression.scheduled import open_if_regressed
 
         ctx = get_current_context()
-        token = _secret("triage24_webhook", "TRIAGE24_WEBHOOK_TOKEN")
+        token, _ = secret("triage24_webhook", "TRIAGE24_WEBHOOK_TOKEN")
         url = f"{Settings().airflow_url}/triage24/intake/alertmanager"
         return open_if_regressed(
             ctx["params"]["target"], [r for r in results if r], drift, url=url, token=token

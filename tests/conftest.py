@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +34,11 @@ os.environ.update(
         "TRANSFORMERS_OFFLINE": "1",
     }
 )
+
+# Airflow puts the DAG bundle's folder on sys.path (the DAG files import their adapter package from
+# it); tests that load a DagBag from a path do the same.
+if str(REPO / "dags") not in sys.path:
+    sys.path.append(str(REPO / "dags"))
 
 ARTIFACTS = REPO / "test-artifacts"
 

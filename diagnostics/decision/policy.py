@@ -7,7 +7,7 @@ matches decides (the order is the file's). The rules:
 - ``canary_gate_breach``: the phase-1 canary gate is ``breach`` and a breaching gate stands on at
   least the gate's ``min_requests``, half of them in each half of the sustained window, and (for a
   rate) significantly above the limit (see :func:`backed_breaches`) -> rollback, on the **fast
-  path** (``fast_path=True``). A breach that is not so backed is insufficient evidence, never a pass;
+  path** (``gate_breach=True``). A breach that is not so backed is insufficient evidence, never a pass;
 - ``critical_canary_finding``: a phase-1 finding on the canary at a rollback severity (model not
   loaded, checksum mismatch, canary unreachable). A finding on stable alone never rolls the canary
   back (there is nothing to roll back to), nor does one stable shares (a rollback would not help):
@@ -34,11 +34,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    computed_field,
+    model_validator,
+)
 from scipy import special
 
 from diagnostics.decision.risk import ChannelRisk, Counts, RiskKind, RiskVerdict, channel_risk
-from diagnostics.golden_window.metrics_sla import CanaryGateResult, GateCheck, GateVerdict
+from diagnostics.golden_window.canary_gate import CanaryGateResult, GateCheck, GateVerdict
 from diagnostics.incident.results import CheckResult, Status
 from diagnostics.runbooks.decision import (
     CanaryStage,
@@ -158,7 +166,7 @@ class Decision(CheckResult):
     rule: str = Field(description="the precedence rule that decided")
     rule_description: str
     reasons: list[str] = Field(description="the deciding rule's reasons first, then every other note")
-    fast_path: bool = Field(default=False, description="a hard gate breach: roll back at once")
+    gate_breach: bool = Field(default=False, description="a hard canary-gate breach decided it")
     promote_to: float | None = Field(default=None, description="percent to promote the canary to")
     needs_human: bool
     human_gate: HumanGateDefault = Field(description="the default and timeout for the incident's grade")
@@ -168,6 +176,26 @@ class Decision(CheckResult):
     trace: list[RuleResult] = Field(default_factory=list, description="every rule, in precedence order")
     inputs: DecisionInputs
 
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_fields_are_not_input(cls, data: Any) -> Any:
+        # acts_without_human is stored for readers of the JSON; read back, it is derived again.
+        if isinstance(data, dict) and "acts_without_human" in data:
+            data = {k: v for k, v in data.items() if k != "acts_without_human"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def acts_without_human(self) -> bool:
+        """The decision changes the service by itself: a rollback or a promotion no human must confirm.
+        The DAG, the UI, the report, the audit bundle and the scenario observer all read this one rule."""
+        return not self.needs_human and (self.outcome is Outcome.ROLLBACK or self.promote_to is not None)
+
+    @property
+    def rolls_back_without_human(self) -> bool:
+        """The fast path's test: roll back now, before phase 2 (which can only add reasons to)."""
+        return self.acts_without_human and self.outcome is Outcome.ROLLBACK
+
     def brief(self) -> dict[str, Any]:
         """Small enough for XCom: what the DAG branches on and shows."""
         return {
@@ -175,7 +203,8 @@ class Decision(CheckResult):
             "status": self.status.value,
             "rule": self.rule,
             "summary": self.summary,
-            "fast_path": self.fast_path,
+            "gate_breach": self.gate_breach,
+            "acts_without_human": self.acts_without_human,
             "promote_to": self.promote_to,
             "needs_human": self.needs_human,
             "human_gate": self.human_gate.model_dump(mode="json"),
@@ -495,7 +524,7 @@ def decide(inputs: DecisionInputs, policy: DecisionPolicy) -> Decision:
         rule=fired.rule,
         rule_description=policy.rule(fired.rule).description,
         reasons=reasons,
-        fast_path=fired.rule == "canary_gate_breach",
+        gate_breach=fired.rule == "canary_gate_breach",
         promote_to=promote_to,
         needs_human=needs_human,
         human_gate=gate_default,

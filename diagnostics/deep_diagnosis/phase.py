@@ -13,8 +13,9 @@ import os
 from typing import Any
 
 from diagnostics.config import Settings
-from diagnostics.deep_diagnosis.base import PHASE, DeepContext, DeepResult, Progress, log_progress, run_check
+from diagnostics.deep_diagnosis.base import PHASE, DeepContext, DeepResult, Progress, log_progress
 from diagnostics.deep_diagnosis.registry import checks_of_phase
+from diagnostics.deep_diagnosis.runner import run_check
 from diagnostics.incident.model import Incident
 from diagnostics.incident.results import CheckResult, Status
 from diagnostics.incident.store import ArtifactError, read_result, write_json, write_result
@@ -33,12 +34,11 @@ def phase_checks(books: Runbooks | None = None) -> list[str]:
 
 def run_deep_check(
     name: str,
-    incident: dict[str, Any] | Incident,
+    inc: Incident,
     sources: Any | None = None,
     *,
     progress: Progress = log_progress,
 ) -> DeepResult:
-    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
     books = load_runbooks()
     ctx = DeepContext(
         books=books, target=books.targets.get(inc.target), incident=inc, sources=sources, progress=progress
@@ -69,12 +69,11 @@ def yield_cpu(niceness: int) -> int:
 
 def run_and_store(
     name: str,
-    incident: dict[str, Any] | Incident,
+    inc: Incident,
     sources: Any | None = None,
     *,
     progress: Progress = log_progress,
 ) -> dict[str, Any]:
-    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
     settings = Settings()
     if settings.deep_nice:
         log.info("%s: CPU niceness %d (TRIAGE24_DEEP_NICE)", name, yield_cpu(settings.deep_nice))
@@ -104,8 +103,7 @@ def phase2_evidence(results: dict[str, dict[str, Any] | None]) -> dict[str, Any]
     return {"drift": drift, "consistency": consistency}
 
 
-def summarize_and_store(incident: dict[str, Any] | Incident) -> dict[str, Any]:
-    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+def summarize_and_store(inc: Incident) -> dict[str, Any]:
     root = Settings().artifacts
     stored: dict[str, dict[str, Any] | None] = {}
     results: list[CheckResult] = []
@@ -142,10 +140,9 @@ def stored_evidence(incident_id: str) -> dict[str, Any] | None:
         return None
 
 
-def adopt_pod_results(incident: dict[str, Any] | Incident, returned: list[Any]) -> list[str]:
+def adopt_pod_results(inc: Incident, returned: list[Any]) -> list[str]:
     """Store results that came back through XCom from check pods (kubernetes mode), where the pod
     could not write to this artifact root. Returns the checks adopted."""
-    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
     root = Settings().artifacts
     adopted: list[str] = []
     for item in returned:

@@ -115,13 +115,15 @@ PHASE_CHECKS: dict[str, Callable[[Context], CheckResult]] = {
 }
 
 
-def open_incident(run_id: str, conf: dict[str, Any], now: datetime | None = None) -> Incident:
+def open_incident(
+    run_id: str, conf: dict[str, Any], now: datetime | None = None, books: Runbooks | None = None
+) -> Incident:
     """The incident of a run; fails with the field and the fix when the conf or the target is wrong.
 
     ``now`` is the analysis time: the DAG passes the run's start, so every check of the run (each in
     its own task, started at its own moment) reads the same window.
     """
-    books = load_runbooks()
+    books = books or load_runbooks()
     incident = incident_from_conf(run_id, conf, now=now, default_target=books.targets.targets[0].name)
     names = [t.name for t in books.targets.targets]
     if incident.target not in names:
@@ -176,10 +178,7 @@ def brief(result: CheckResult, path: str) -> dict[str, Any]:
     return out
 
 
-def run_and_store(
-    name: str, incident: dict[str, Any] | Incident, sources: EvidenceSources | None = None
-) -> dict[str, Any]:
-    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+def run_and_store(name: str, inc: Incident, sources: EvidenceSources | None = None) -> dict[str, Any]:
     result = run_check(name, inc, sources or EvidenceSources.from_settings())
     path = write_result(Settings().artifacts, inc.incident_id, PHASE, name, result)
     log.info("%s: %s - %s (%s)", name, result.status.value, result.summary, path)
@@ -193,8 +192,7 @@ def _load(root: Any, incident_id: str, name: str) -> CheckResult:
     return CheckResult.model_validate(common)
 
 
-def summarize_and_store(incident: dict[str, Any] | Incident, briefs: list[dict[str, Any]]) -> dict[str, Any]:
-    inc = incident if isinstance(incident, Incident) else Incident.model_validate(incident)
+def summarize_and_store(inc: Incident, briefs: list[dict[str, Any]]) -> dict[str, Any]:
     root = Settings().artifacts
     results: list[CheckResult] = []
     for name in PHASE_CHECKS:

@@ -1,8 +1,8 @@
 """An incident as the checks see it: which target, which time window, which run, dry run or not.
 
-Built from a DAG run's ``conf``: either the alert group the intake sends (``schema:
-triage24.intake/v1``) or the form an engineer fills in the Airflow UI (``target``, ``window_minutes``,
-``dry_run``). A bad conf fails here with the field and the fix, before any check runs.
+Built from a DAG run's typed ``conf`` (:mod:`diagnostics.incident.conf`): the alert group the intake
+sends or the form an engineer fills in the Airflow UI. A bad conf fails here with the field and the
+fix, before any check runs.
 """
 
 from __future__ import annotations
@@ -13,11 +13,26 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-INTAKE_SCHEMA = "triage24.intake/v1"
-SAFE_ID = re.compile(r"^[A-Za-z0-9_.~:+-]{1,250}$")
+from diagnostics.incident.conf import (
+    DEFAULT_WINDOW_MINUTES,
+    INTAKE_SCHEMA,
+    MAX_WINDOW_MINUTES,
+    ConfError,
+    IncidentConf,
+    ManualConf,
+    parse_conf,
+)
 
-DEFAULT_WINDOW_MINUTES = 15.0
-MAX_WINDOW_MINUTES = 120.0  # the golden window: evidence older than 2 h is not phase-1 evidence
+__all__ = [
+    "DEFAULT_WINDOW_MINUTES",
+    "INTAKE_SCHEMA",
+    "MAX_WINDOW_MINUTES",
+    "Incident",
+    "IncidentError",
+    "incident_from_conf",
+]
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9_.~:+-]{1,250}$")
 
 
 class IncidentError(ValueError):
@@ -68,46 +83,31 @@ def _parse_ts(value: object, field: str) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def _window_minutes(value: object) -> float:
-    try:
-        minutes = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise IncidentError(f"window_minutes: expected a number of minutes, got {value!r}") from None
-    if not 1 <= minutes <= MAX_WINDOW_MINUTES:
-        raise IncidentError(f"window_minutes: must be between 1 and {MAX_WINDOW_MINUTES:g} (got {minutes:g})")
-    return minutes
-
-
 def incident_from_conf(
     run_id: str,
-    conf: dict[str, Any] | None,
+    conf: dict[str, Any] | IncidentConf | ManualConf | None,
     now: datetime | None = None,
     default_target: str = "testbed",
 ) -> Incident:
     """The incident a run describes. ``now`` is the analysis time (tests pin it)."""
-    conf = dict(conf or {})
+    try:
+        typed = conf if isinstance(conf, IncidentConf | ManualConf) else parse_conf(conf)
+    except ConfError as exc:
+        raise IncidentError(str(exc)) from None
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    minutes = _window_minutes(conf.get("window_minutes", DEFAULT_WINDOW_MINUTES))
-    dry_run = conf.get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise IncidentError(f"dry_run: expected true or false, got {dry_run!r}")
-    if conf.get("schema") == INTAKE_SCHEMA:
-        firing = [a for a in conf.get("alerts") or [] if isinstance(a, dict) and a.get("status") == "firing"]
-        starts = [_parse_ts(a.get("starts_at"), "alerts[].starts_at") for a in firing]
+    target = typed.target or default_target
+    version = typed.version
+    source: Literal["alertmanager", "manual"]
+    if isinstance(typed, IncidentConf):
+        starts = [_parse_ts(a.starts_at, "alerts[].starts_at") for a in typed.firing]
         started = min(starts) if starts else now
-        names = tuple(sorted({str(a.get("labels", {}).get("alertname", "")) for a in firing} - {""}))
-        target = conf.get("target") or default_target
-        source: Literal["alertmanager", "manual"] = "alertmanager"
-        grade, escalated, version = conf.get("grade"), bool(conf.get("escalated")), conf.get("version")
-    elif "schema" in conf:
-        raise IncidentError(f"schema: unknown conf schema {conf['schema']!r}; expected {INTAKE_SCHEMA!r}")
+        names = tuple(sorted({a.alertname for a in typed.firing} - {""}))
+        source, grade, escalated = "alertmanager", typed.grade, typed.escalated
     else:
-        started = (
-            _parse_ts(conf["alert_started_at"], "alert_started_at") if "alert_started_at" in conf else now
-        )
-        names, source = (), "manual"
-        target = conf.get("target") or default_target
-        grade, escalated, version = None, False, conf.get("version") or None
+        started = _parse_ts(typed.alert_started_at, "alert_started_at") if typed.alert_started_at else now
+        names, source, grade, escalated = (), "manual", None, False
+    minutes = typed.window_minutes
+    dry_run = typed.dry_run
     # The window covers the alert's start (a little before it) and at least window_minutes,
     # but never more than the golden window.
     since_alert = (now - started).total_seconds() + 60.0
@@ -121,9 +121,9 @@ def incident_from_conf(
             analysed_at=now,
             window_s=window_s,
             dry_run=dry_run,
-            grade=grade if isinstance(grade, str) else None,
+            grade=grade,
             escalated=escalated,
-            suspected_version=version if isinstance(version, str) else None,
+            suspected_version=version,
             alert_names=names,
         )
     except ValidationError as exc:

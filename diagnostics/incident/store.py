@@ -12,9 +12,11 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_.~:+-]{1,250}$")
 
@@ -58,12 +60,43 @@ def write_result(root: Path, incident_id: str, phase: str, check: str, result: B
     return write_json(result_path(root, incident_id, phase, check), result.model_dump(mode="json"))
 
 
-def read_result(root: Path, incident_id: str, phase: str, check: str) -> dict[str, Any]:
-    path = result_path(root, incident_id, phase, check)
+def _read_object(path: Path, incident_id: str, phase: str, check: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ArtifactError(f"no result of {check} for {incident_id}/{phase} at {path}") from None
+    except ValueError as exc:
+        raise ArtifactError(f"{path}: not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: not a JSON object")
     return data
+
+
+@overload
+def read_result(root: Path, incident_id: str, phase: str, check: str) -> dict[str, Any]: ...
+@overload
+def read_result(root: Path, incident_id: str, phase: str, check: str, model: type[M]) -> M: ...
+def read_result(
+    root: Path, incident_id: str, phase: str, check: str, model: type[M] | None = None
+) -> dict[str, Any] | M:
+    """A stored result, as the model that wrote it (``model``), or as the raw JSON object when the
+    caller must survive any shape (the report and the audit bundle show what is there). Missing,
+    unreadable or not of the model's shape: :class:`ArtifactError` naming the file and the field."""
+    path = result_path(root, incident_id, phase, check)
+    data = _read_object(path, incident_id, phase, check)
+    if model is None:
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "(root)"
+        raise ArtifactError(f"{path}: {field}: {first['msg']} (not a stored {model.__name__})") from None
+
+
+def find_result(root: Path, incident_id: str, phase: str, check: str, model: type[M]) -> M | None:
+    """Like :func:`read_result` with a model, but a result never stored is None (missing evidence,
+    which the caller weighs as such); a malformed one still raises."""
+    if not result_path(root, incident_id, phase, check).exists():
+        return None
+    return read_result(root, incident_id, phase, check, model)

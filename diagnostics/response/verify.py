@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from diagnostics.golden_window.health import fetch_health
 from diagnostics.incident.results import CheckResult, Status
-from diagnostics.response.rollback.base import ActionError
+from diagnostics.response.rollback.contracts import ActionError
 from diagnostics.runbooks.schemas import Channel, GatewayRollback, Target, Thresholds
 from diagnostics.sources.prometheus import PrometheusError, Reader, collect_window
 

@@ -3,6 +3,7 @@ against each other. Problems from all files are reported together."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +59,40 @@ class Runbooks:
         return (self.directory / name).read_text(encoding="utf-8")
 
 
+# One process reads the runbooks many times (every task of a run, every check of a phase): a load is
+# reused while the directory's files and the environment they are expanded with are unchanged.
+_LOADED: dict[tuple[object, ...], Runbooks] = {}
+
+
+def _signature(directory: Path, environ: Mapping[str, str] | None) -> tuple[object, ...]:
+    files = tuple(
+        (p.name, st.st_mtime_ns, st.st_size)
+        for p in sorted(directory.glob("*"))
+        if p.is_file() and (st := p.stat())
+    )
+    env = os.environ if environ is None else environ
+    return (str(directory.resolve()), files, tuple(sorted(env.items())))
+
+
 def load_runbooks(directory: Path | None = None, environ: Mapping[str, str] | None = None) -> Runbooks:
+    """Every runbook file of ``directory`` (default: the settings' ``runbooks/``), validated and
+    cross-checked; all problems of all files in one :class:`RunbookError`."""
     if directory is None:
         from diagnostics.config import Settings
 
         directory = Settings().runbooks_dir
+    key = _signature(directory, environ) if directory.is_dir() else None
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
+    books = _load(directory, environ)
+    if key is not None:
+        if len(_LOADED) > 8:  # tests load many directories; a process normally has one
+            _LOADED.clear()
+        _LOADED[key] = books
+    return books
+
+
+def _load(directory: Path, environ: Mapping[str, str] | None) -> Runbooks:
     loaded: dict[str, object] = {}
     problems: list[Problem] = []
     for name, model in FILES.items():

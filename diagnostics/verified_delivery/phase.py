@@ -24,10 +24,6 @@ PHASE = "verified_delivery"
 ROLLED_BACK = ("applied", "already_applied", "noop")
 
 
-def _incident(incident: dict[str, Any] | Incident) -> Incident:
-    return incident if isinstance(incident, Incident) else Incident.model_validate(incident)
-
-
 def _stored(root: Path, incident_id: str, phase: str, name: str) -> dict[str, Any] | None:
     try:
         return read_result(root, incident_id, phase, name)
@@ -43,12 +39,11 @@ def serving_version(incident_id: str, root: Path | None = None) -> str:
     return "canary"
 
 
-def regression_and_store(incident: dict[str, Any] | Incident) -> dict[str, Any]:
+def regression_and_store(inc: Incident) -> dict[str, Any]:
     from diagnostics.deep_diagnosis.base import DeepContext
     from diagnostics.runbooks import load_runbooks
     from diagnostics.verified_delivery.regression import run_suite
 
-    inc = _incident(incident)
     root = Settings().artifacts
     books = load_runbooks()
     target = books.targets.get(inc.target)
@@ -62,12 +57,11 @@ def regression_and_store(incident: dict[str, Any] | Incident) -> dict[str, Any]:
     return {**result.brief(), "artifact": str(path)}
 
 
-def summarize_and_store(incident: dict[str, Any] | Incident) -> CheckResult:
+def summarize_and_store(inc: Incident) -> CheckResult:
     """The phase's summary: recovery (when a rollback happened), the regression verdict, deadlines.
     Its file marks phase 3 done for the deadline checks."""
     from diagnostics.verified_delivery.deadlines import deadline_report
 
-    inc = _incident(incident)
     root = Settings().artifacts
     findings: list[Finding] = []
     statuses: dict[str, Status] = {}
@@ -123,24 +117,22 @@ def summarize_and_store(incident: dict[str, Any] | Incident) -> CheckResult:
     return result
 
 
-def report_and_store(incident: dict[str, Any] | Incident) -> dict[str, Any]:
+def report_and_store(inc: Incident) -> dict[str, Any]:
     from diagnostics.verified_delivery.report import build_report
 
-    inc = _incident(incident)
     report = build_report(Settings().artifacts / inc.incident_id)
     return report.model_dump(mode="json") if hasattr(report, "model_dump") else dict(report.__dict__)
 
 
-def seal_and_store(incident: dict[str, Any] | Incident, secret: str | None, source: str) -> dict[str, Any]:
+def seal_and_store(inc: Incident, secret: str | None, source: str) -> dict[str, Any]:
     """Build and chain the incident's audit bundle; no key is an error (an unsigned bundle proves nothing)."""
     from diagnostics.verified_delivery.audit import audit_key, seal_incident
 
-    inc = _incident(incident)
     info = seal_incident(inc.incident_id, audit_key(secret, source=source), root=Settings().artifacts)
     return info.model_dump(mode="json")
 
 
-def close_and_notify(incident: dict[str, Any] | Incident, summary: str) -> None:
+def close_and_notify(inc: Incident, summary: str) -> None:
     from diagnostics.notify import notify
 
-    notify(_incident(incident), "closed", summary=summary)
+    notify(inc, "closed", summary=summary)

@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from diagnostics.incident.model import Incident
 from tests.conftest import REPO
 from tests.support.hitl import Responder
 from tests.support.prometheus import RunningPrometheus, prometheus
@@ -307,10 +308,10 @@ def test_2b_a_critical_canary_finding_rolls_back_at_the_gateway_and_recovery_is_
     phase1.gateway_weight(0)
 
 
-def _incident_of(run: Any) -> dict[str, Any]:
+def _incident_of(run: Any) -> Incident:
     from diagnostics.config import Settings
 
-    return json.loads((Settings().artifacts / run.run_id / "incident.json").read_text())
+    return Incident.model_validate_json((Settings().artifacts / run.run_id / "incident.json").read_text())
 
 
 def test_3_audio_timeout_blames_the_audio_processor(phase1: Phase1) -> None:

@@ -11,11 +11,13 @@ refused with the reason rather than reported as a rollback that changed nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from diagnostics.response.rollback.base import Action, ActionError, Plan, State
-from diagnostics.response.rollback.kubernetes import api_errors
-from diagnostics.runbooks.schemas import ArgoRollback
+from diagnostics.response.rollback.contracts import Action, ActionError, Plan, State
+from diagnostics.response.rollback.kubernetes import api_client_for, api_errors
+from diagnostics.runbooks.schemas import ArgoRollback, Target
 
 GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "rollouts"
 ABORT_PATCH: dict[str, Any] = {"status": {"abort": True}}
@@ -49,6 +51,21 @@ class RolloutDriver:
         self.config = config
         self.api = client.CustomObjectsApi(api_client)
         self.host = str(getattr(api_client.configuration, "host", "?"))
+
+    @classmethod
+    def from_target(
+        cls,
+        target: Target,
+        environ: Mapping[str, str],
+        *,
+        api_client: Any = None,
+        kubeconfig: str | Path | None = None,
+    ) -> RolloutDriver:
+        """The driver of ``target``'s argo_rollout config, over ``api_client`` or one from
+        ``kubeconfig`` (:func:`~diagnostics.response.rollback.kubernetes.api_client_for`)."""
+        if not isinstance(target.rollback, ArgoRollback):
+            raise ActionError(f"target {target.name} does not use the argo_rollout method")
+        return cls(target.rollback, api_client or api_client_for(kubeconfig, environ))
 
     def secrets(self) -> tuple[str, ...]:
         return ()

@@ -24,158 +24,48 @@ All of it runs under one exclusive file lock in ``state_dir``, so two workers ca
 change is still needed. Every failure (missing token, unreachable service, refused request) is a
 ``failed`` result with a reason for a human, never an exception; a secret (the admin token) is never
 put in a result, a log line or the audit record.
+
+The types the drivers implement and return are in :mod:`~diagnostics.response.rollback.contracts`,
+the method → driver table in :mod:`~diagnostics.response.rollback.registry`; this module imports
+both, and neither imports it back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from diagnostics.incident.results import CheckResult, Status
+from diagnostics.incident.results import Status
 from diagnostics.incident.store import write_json
-from diagnostics.runbooks.schemas import ArgoRollback, GatewayRollback, KubernetesRollback, Target
+from diagnostics.locks import file_lock
+from diagnostics.response.rollback.contracts import (
+    Action,
+    ActionError,
+    ActionResult,
+    AuditRecord,
+    Driver,
+    Outcome,
+    Plan,
+)
+from diagnostics.response.rollback.registry import driver_for
+from diagnostics.runbooks.schemas import Target
 
-Action = Literal["rollback", "promote"]
-Outcome = Literal[
-    "applied",  # the change was made
-    "noop",  # the service already was in the desired state
-    "already_applied",  # this incident applied this action before (audit log): not sent again
-    "dry_run",  # the change would be made; nothing was sent
-    "rate_limited",  # over the target's rate limit: nothing was sent
-    "refused",  # a guard refused the change (known-bad destination, unsupported action)
-    "failed",  # the state could not be read, or the change failed
-]
-ACTOR = "triage24"
 AUDIT_PATH = Path("audit") / "rollback.jsonl"
 RATE_PATH = Path("rollback-rate.json")
 LOCK_PATH = Path("rollback.lock")
 CHECK_OF: dict[Action, Literal["rollback", "promotion"]] = {"rollback": "rollback", "promote": "promotion"}
 
 
-class ActionError(Exception):
-    """The action cannot go on; ``reason`` says why, for a human, and never carries a secret."""
-
-    def __init__(self, reason: str, outcome: Outcome = "failed") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.outcome: Outcome = outcome
-
-
-@dataclass(frozen=True)
-class State:
-    """What a driver read: a small summary (for results and the audit) and the raw objects it needs."""
-
-    summary: dict[str, Any]
-    raw: Any = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What an action would change. ``needed`` False: the state already is the desired one.
-
-    ``leaves`` / ``reaches`` identify the versions the change moves away from and to, where the
-    method has such an identity (a pod-template hash), for the known-bad-destination guard.
-    """
-
-    needed: bool
-    description: str
-    desired: dict[str, Any] = field(default_factory=dict)
-    body: Any = None
-    leaves: str | None = None
-    reaches: str | None = None
-
-
-class Driver(Protocol):
-    """One rollback method against one target's control API."""
-
-    method: str
-
-    def secrets(self) -> tuple[str, ...]:
-        """Values that must never appear in a result or the audit (e.g. the admin token)."""
-        ...
-
-    def read(self) -> State: ...
-
-    def plan(self, action: Action, state: State, promote_to: float | None) -> Plan: ...
-
-    def execute(self, plan: Plan) -> dict[str, Any]:
-        """Make the change; returns the state after it, as the service reports it."""
-        ...
-
-
-class ActionResult(CheckResult):
-    """The outcome of one rollback or promotion, as the DAG, the report and the audit bundle see it."""
-
-    check: Literal["rollback", "promotion"]
-    action: Action
-    method: str
-    target: str
-    incident_id: str
-    dry_run: bool
-    outcome: Outcome
-    changed: bool = Field(default=False, description="the service's state was changed by this call")
-    would_change: bool = Field(default=False, description="a dry run found a change needed")
-    idempotent_noop: bool = Field(
-        default=False, description="nothing was sent: the state matched, or this incident applied it before"
-    )
-    before: dict[str, Any] = Field(default_factory=dict)
-    after: dict[str, Any] = Field(default_factory=dict)
-    started_at: datetime
-    finished_at: datetime
-    error: str | None = None
-    audit_record: str | None = Field(default=None, description="the audit log file holding this record")
-    audit_id: str | None = None
-    prior_audit_id: str | None = Field(
-        default=None, description="the earlier record an already_applied refers to"
-    )
-
-
-class AuditRecord(BaseModel):
-    """One line of ``audit/rollback.jsonl``; unknown fields are kept so the log can grow."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    time: datetime
-    incident_id: str
-    target: str
-    method: str
-    action: Action
-    dry_run: bool
-    outcome: Outcome
-    before: dict[str, Any] = Field(default_factory=dict)
-    after: dict[str, Any] = Field(default_factory=dict)
-    leaves: str | None = None
-    reaches: str | None = None
-    summary: str = ""
-    error: str | None = None
-    prior_audit_id: str | None = None
-    actor: str = ACTOR
-
-
 # --- the lock, the audit log and the rate limit ---------------------------------------------------
-
-
-@contextlib.contextmanager
-def _locked(state_dir: Path) -> Iterator[None]:
-    """An exclusive lock across processes on this host (flock), held for a whole action."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open(state_dir / LOCK_PATH, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
 def audit_records(state_dir: Path) -> list[AuditRecord]:
@@ -244,34 +134,6 @@ def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
     if isinstance(value, list | tuple):
         return [_redact(v, secrets) for v in value]
     return value
-
-
-# --- the drivers -----------------------------------------------------------------------------------
-
-
-def driver_for(
-    target: Target,
-    environ: Mapping[str, str],
-    *,
-    api_client: Any = None,
-    kubeconfig: str | Path | None = None,
-) -> Driver:
-    """The driver of the target's rollback method; raises :class:`ActionError` on missing config."""
-    config = target.rollback
-    if isinstance(config, GatewayRollback):
-        from diagnostics.response.rollback.gateway import GatewayDriver
-
-        return GatewayDriver(target, config, environ)
-    if isinstance(config, KubernetesRollback):
-        from diagnostics.response.rollback.kubernetes import DeploymentDriver, api_client_for
-
-        return DeploymentDriver(config, api_client or api_client_for(kubeconfig, environ))
-    if isinstance(config, ArgoRollback):
-        from diagnostics.response.rollback.argo import RolloutDriver
-        from diagnostics.response.rollback.kubernetes import api_client_for
-
-        return RolloutDriver(config, api_client or api_client_for(kubeconfig, environ))
-    raise ActionError(f"unknown rollback method {config.method!r}")  # pragma: no cover - schema forbids
 
 
 # --- apply -----------------------------------------------------------------------------------------
@@ -419,7 +281,7 @@ def apply(
         run.fail("an incident id is required: it is what makes a retried action a no-op")
     else:
         try:
-            with _locked(state_dir):
+            with file_lock(state_dir / LOCK_PATH):  # held for a whole action
                 try:
                     driver = driver or driver_for(
                         target, environ, api_client=api_client, kubeconfig=kubeconfig

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from diagnostics.response.rollback.base import Action, ActionError, Plan, State
+from diagnostics.response.rollback.contracts import Action, ActionError, Plan, State
 from diagnostics.runbooks.schemas import GatewayRollback, Target
 
 ROUTING_PATH = "/admin/routing"
@@ -61,6 +62,20 @@ class GatewayDriver:
         self.base_url = str(target.gateway.base_url).rstrip("/")
         self.timeout_s = config.timeout_s
         self._transport = transport
+
+    @classmethod
+    def from_target(
+        cls,
+        target: Target,
+        environ: Mapping[str, str],
+        *,
+        api_client: Any = None,
+        kubeconfig: str | Path | None = None,
+    ) -> GatewayDriver:
+        """The driver of ``target``'s gateway_weight config (the Kubernetes arguments are not used)."""
+        if not isinstance(target.rollback, GatewayRollback):
+            raise ActionError(f"target {target.name} does not use the gateway_weight method")
+        return cls(target, target.rollback, environ)
 
     def secrets(self) -> tuple[str, ...]:
         return (self._token,)

@@ -30,8 +30,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from diagnostics.response.rollback.base import Action, ActionError, Plan, State
-from diagnostics.runbooks.schemas import KubernetesRollback
+from diagnostics.response.rollback.contracts import Action, ActionError, Plan, State
+from diagnostics.runbooks.schemas import KubernetesRollback, Target
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH_LABEL = "pod-template-hash"
@@ -164,6 +164,21 @@ class DeploymentDriver:
         self.config = config
         self.apps = client.AppsV1Api(api_client)
         self.host = str(getattr(api_client.configuration, "host", "?"))
+
+    @classmethod
+    def from_target(
+        cls,
+        target: Target,
+        environ: Mapping[str, str],
+        *,
+        api_client: Any = None,
+        kubeconfig: str | Path | None = None,
+    ) -> DeploymentDriver:
+        """The driver of ``target``'s kubernetes_deployment config, over ``api_client`` or one from
+        ``kubeconfig`` (:func:`api_client_for`)."""
+        if not isinstance(target.rollback, KubernetesRollback):
+            raise ActionError(f"target {target.name} does not use the kubernetes_deployment method")
+        return cls(target.rollback, api_client or api_client_for(kubeconfig, environ))
 
     def secrets(self) -> tuple[str, ...]:
         return ()  # the client's credentials never enter a message

@@ -18,7 +18,7 @@ from diagnostics.decision import (
     Phase2Evidence,
     decide,
 )
-from diagnostics.golden_window.metrics_sla import CanaryGateResult, GateVerdict
+from diagnostics.golden_window.canary_gate import CanaryGateResult, GateVerdict
 from diagnostics.incident.results import Status
 from diagnostics.runbooks.decision import DecisionPolicy, HumanChoice
 from diagnostics.runbooks.schemas import Channel, Severity
@@ -65,7 +65,9 @@ def trace(d: Decision) -> dict[str, bool]:
 def test_a_healthy_canary_continues_and_is_promoted() -> None:
     d = decide(healthy(), POLICY)
     assert (d.outcome, d.status, d.rule, d.check) == (Outcome.CONTINUE, Status.OK, "continue", "decision")
-    assert d.promote_to == 15 and not d.fast_path and not d.needs_human
+    assert d.promote_to == 15 and not d.gate_breach and not d.needs_human
+    # a promotion no human must confirm acts on its own, but it is no rollback (no fast path)
+    assert d.acts_without_human and not d.rolls_back_without_human
     assert d.max_risk is not None and d.max_risk < 0.1
     assert len(d.risks) == 4  # text and image, errors and latency
     assert d.reasons[0].startswith("nothing argues for rollback; max risk 0.0")
@@ -109,7 +111,8 @@ def test_the_decision_round_trips_as_a_stored_result() -> None:
 
 def test_a_sustained_gate_breach_is_the_fast_path() -> None:
     d = decide(healthy(gate=gate_result(p99=1830, requests=412)), POLICY)
-    assert (d.outcome, d.status, d.rule, d.fast_path) == (
+    assert d.rolls_back_without_human and d.acts_without_human
+    assert (d.outcome, d.status, d.rule, d.gate_breach) == (
         Outcome.ROLLBACK,
         Status.FAILED,
         "canary_gate_breach",
@@ -125,7 +128,7 @@ def test_a_sustained_gate_breach_is_the_fast_path() -> None:
 
 def test_a_5xx_breach_must_be_significant_to_take_the_fast_path() -> None:
     # 2 of 300 is 0.67 % > 0.5 %, but a canary at the limit shows that 44 % of the time
-    from diagnostics.golden_window.metrics_sla import combine_gates, evaluate_channel_gate
+    from diagnostics.golden_window.canary_gate import combine_gates, evaluate_channel_gate
     from tests.diagnostics.decision.builders import window
 
     def gate_with(errors_5xx: float, requests: float) -> CanaryGateResult:
@@ -136,16 +139,17 @@ def test_a_5xx_breach_must_be_significant_to_take_the_fast_path() -> None:
     weak = gate_with(2, 300)
     assert weak.verdict is GateVerdict.BREACH
     d = decide(healthy(gate=weak), POLICY)
-    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE and not d.fast_path and d.needs_human
+    assert d.outcome is Outcome.INSUFFICIENT_EVIDENCE and not d.gate_breach and d.needs_human
+    assert not d.acts_without_human
     assert "P(noise at the limit) 0.443" in " ".join(d.reasons)
     strong = decide(healthy(gate=gate_with(30, 300)), POLICY)  # 10 %: no doubt
-    assert strong.rule == "canary_gate_breach" and strong.fast_path
+    assert strong.rule == "canary_gate_breach" and strong.gate_breach and strong.rolls_back_without_human
     assert "P(noise at the limit) " in strong.reasons[0] and "< 0.01" in strong.reasons[0]
 
 
 def test_a_breach_of_a_canary_younger_than_the_window_is_not_sustained() -> None:
     # every request of the 300 s window is in its recent half: the older half had no traffic
-    from diagnostics.golden_window.metrics_sla import combine_gates, evaluate_channel_gate
+    from diagnostics.golden_window.canary_gate import combine_gates, evaluate_channel_gate
     from tests.diagnostics.decision.builders import window
 
     young = combine_gates(
@@ -161,7 +165,9 @@ def test_a_breach_of_a_canary_younger_than_the_window_is_not_sustained() -> None
 
 def test_a_critical_canary_finding_rolls_back() -> None:
     d = decide(healthy(phase1=phase1(finding("model_not_loaded", "canary"))), POLICY)
-    assert (d.outcome, d.rule, d.fast_path) == (Outcome.ROLLBACK, "critical_canary_finding", False)
+    assert (d.outcome, d.rule, d.gate_breach) == (Outcome.ROLLBACK, "critical_canary_finding", False)
+    # not a gate breach, yet it rolls back without a human: the fast path takes it too
+    assert d.rolls_back_without_human
     assert d.reasons[0] == (
         "critical canary finding: critical model_not_loaded on embedding (canary): "
         "canary clip-shapes (embedding): sha256 9bdaad55… ≠ pinned 1234abcd…"
@@ -535,3 +541,12 @@ def test_a_hole_in_the_evidence_never_continues(inputs: DecisionInputs) -> None:
         assert d.rule == "bayesian_risk" and not any(
             r.channel is Channel.TEXT for r in d.risks if r.verdict.value == "risky"
         )
+
+
+def test_a_stored_decision_reads_back_with_its_derived_rule() -> None:
+    """decision.json carries acts_without_human for JSON readers; read back, the model derives it again."""
+    d = decide(healthy(), POLICY)
+    stored = d.model_dump(mode="json")
+    assert stored["acts_without_human"] is True and "fast_path" not in stored
+    again = Decision.model_validate(stored)
+    assert again == d and again.acts_without_human

@@ -8,16 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from diagnostics.incident.results import Status
-from diagnostics.response.rollback.base import (
-    AUDIT_PATH,
-    RATE_PATH,
-    Action,
-    ActionError,
-    Plan,
-    State,
-    apply,
-    audit_records,
-)
+from diagnostics.response.rollback.base import AUDIT_PATH, RATE_PATH, apply, audit_records
+from diagnostics.response.rollback.contracts import Action, ActionError, Plan, State
 from tests.diagnostics.response.rollback.conftest import TOKEN_ENV, make_target
 
 SECRET = "s3cr3t-token-value"

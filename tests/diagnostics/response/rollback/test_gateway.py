@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from diagnostics.incident.results import Status
-from diagnostics.response.rollback.base import AUDIT_PATH, Action, ActionResult, apply, audit_records
+from diagnostics.response.rollback.base import AUDIT_PATH, apply, audit_records
+from diagnostics.response.rollback.contracts import Action, ActionResult
 from diagnostics.response.verify import gateway_probe, verify_recovery
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.schemas import Target

@@ -1,0 +1,54 @@
+"""A DAG run, as the library sees it: the runbooks (loaded once per process), the incident from the
+run's conf merged with the trigger form's Params, the evidence sources, who decided a step."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from diagnostics.golden_window.phase import EvidenceSources, open_incident
+from diagnostics.incident import task_ids
+from diagnostics.incident.model import Incident
+from diagnostics.runbooks import Runbooks, load_runbooks
+from triage24_airflow.connections import evidence_sources
+
+# What the trigger form (Params) adds to the conf the intake wrote; the form's target is the default.
+FORM_KEYS = ("window_minutes", "dry_run")
+
+
+@functools.cache
+def books() -> Runbooks:
+    """The runbooks, read and validated once per process (a DAG parse, a task), not once per use."""
+    return load_runbooks()
+
+
+def merged_conf(conf: dict[str, Any] | None, params: dict[str, Any]) -> dict[str, Any]:
+    """The run's conf with the form's Params over it (the form wins for the window and the dry run)."""
+    merged = {**(conf or {}), **{k: params[k] for k in FORM_KEYS if k in params}}
+    merged["target"] = merged.get("target") or params.get("target")
+    return merged
+
+
+def incident(context: Any) -> Incident:
+    """The run's incident. Each task parses the conf itself (no hand-off task to wait for, so the first
+    evidence is one task start away); the window ends at the run's start for all of them."""
+    run = context["dag_run"]
+    conf = merged_conf(run.conf, context["params"])
+    return open_incident(run.run_id, conf, now=run.start_date or run.queued_at, books=books())
+
+
+def sources(inc: Incident) -> EvidenceSources:
+    return evidence_sources(books(), inc.target)
+
+
+def decided_by(context: Any, grades: list[str]) -> str:
+    """Who chose the step now running: the decision itself, or the human gate (who, or the timeout)."""
+    ti = context["ti"]
+    for grade in grades:
+        answer = ti.xcom_pull(task_ids=task_ids.human_gate(grade), key="response")
+        if isinstance(answer, dict):
+            who = answer.get("by")
+            chosen = ", ".join(answer.get("chosen") or [])
+            by = f"answered by {who}" if who else "by the timeout default"
+            return f"human gate {grade}: {chosen!r} {by}"
+    return "decision"

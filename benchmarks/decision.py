@@ -63,8 +63,8 @@ import numpy as np
 from scipy import stats as sps
 
 from diagnostics.decision import ChannelCounts, DecisionInputs, Phase1Evidence, VersionCounts, decide
-from diagnostics.decision.policy import Decision
-from diagnostics.golden_window.metrics_sla import (
+from diagnostics.decision.model import Decision
+from diagnostics.golden_window.canary_gate import (
     CanaryGateResult,
     GateVerdict,
     combine_gates,

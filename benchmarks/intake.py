@@ -44,8 +44,8 @@ import httpx
 import psutil
 
 from diagnostics.config import Settings
+from diagnostics.intake.airflow_api import AirflowApi
 from harness.stack import Stack
-from harness.stack.airflow_api import AirflowApi
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"

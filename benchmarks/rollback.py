@@ -37,8 +37,8 @@ import httpx
 from phase1 import WEBHOOK, delivery, free_port, machine, median_range
 
 from diagnostics.config import Settings
+from diagnostics.intake.airflow_api import AirflowApi
 from harness.stack import Stack
-from harness.stack.airflow_api import AirflowApi
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"

@@ -24,8 +24,8 @@ from pathlib import Path
 import psutil
 
 from diagnostics.config import Settings
+from diagnostics.intake.airflow_api import AirflowApi
 from harness.stack import Stack
-from harness.stack.airflow_api import AirflowApi
 from harness.stack.manager import stack_processes
 
 RESULTS = Path(__file__).resolve().parent / "results"

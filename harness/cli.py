@@ -89,8 +89,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: bring the stack up, prove it works end to end, say where to look."""
+    from diagnostics.intake.airflow_api import AirflowApi, AirflowApiError
     from harness.stack import Stack, StackError
-    from harness.stack.airflow_api import AirflowApi, AirflowApiError
 
     start = time.monotonic()
     say = _progress(start)
@@ -142,8 +142,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _demo_incident(stack: Any, fault: str, say: Callable[[str], None]) -> str | None:
     """A real incident: fault -> Prometheus rule -> Alertmanager -> intake -> incident_response run."""
+    from diagnostics.intake.airflow_api import AirflowApi, AirflowApiError
     from harness.demo import DemoError, run_incident
-    from harness.stack.airflow_api import AirflowApi, AirflowApiError
 
     settings = stack.settings
     try:

@@ -23,7 +23,7 @@ import httpx
 from diagnostics.config import Settings
 from diagnostics.golden_window.phase import PHASE, PHASE_CHECKS
 from diagnostics.incident.store import read_result
-from harness.stack.airflow_api import AirflowApi, AirflowApiError
+from diagnostics.intake.airflow_api import AirflowApi, AirflowApiError
 
 INCIDENT_DAG = "incident_response"
 

@@ -6,7 +6,8 @@ and the three outcomes ``rollback`` / ``continue`` / ``insufficient_evidence``. 
     decision = decide(inputs, books.decision)
 """
 
-from diagnostics.decision.policy import (
+from diagnostics.decision.inputs import inputs_from_results
+from diagnostics.decision.model import (
     CHECK,
     ChannelCounts,
     Decision,
@@ -17,9 +18,8 @@ from diagnostics.decision.policy import (
     RuleResult,
     ThresholdsUsed,
     VersionCounts,
-    decide,
-    inputs_from_results,
 )
+from diagnostics.decision.policy import decide
 from diagnostics.decision.risk import (
     BetaParams,
     ChannelRisk,

@@ -32,34 +32,29 @@ The human gate's default and timeout for the incident's grade travel with the de
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    ValidationError,
-    computed_field,
-    model_validator,
-)
 from scipy import special
 
+from diagnostics.decision.model import (
+    ChannelCounts,
+    Decision,
+    DecisionInputs,
+    FindingBrief,
+    RuleResult,
+    ThresholdsUsed,
+)
 from diagnostics.decision.risk import ChannelRisk, Counts, RiskKind, RiskVerdict, channel_risk
 from diagnostics.golden_window.canary_gate import CanaryGateResult, GateCheck, GateVerdict
-from diagnostics.incident.results import CheckResult, Status
+from diagnostics.incident.results import Status
 from diagnostics.runbooks.decision import (
     CanaryStage,
     DecisionPolicy,
-    Evidence,
     HumanGateDefault,
     Outcome,
     RiskParameters,
 )
-from diagnostics.runbooks.grading import GradeId
-from diagnostics.runbooks.schemas import Channel, Severity, Target
+from diagnostics.runbooks.schemas import Severity
 
-CHECK = "decision"
 STATUS_OF: dict[Outcome, Status] = {
     Outcome.ROLLBACK: Status.FAILED,
     Outcome.CONTINUE: Status.OK,
@@ -67,151 +62,6 @@ STATUS_OF: dict[Outcome, Status] = {
 }
 # Findings that block a promotion (they did not roll back, but they are not a clean bill of health).
 PROMOTION_BLOCKING = (Severity.CRITICAL, Severity.HIGH)
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-# --- inputs ---------------------------------------------------------------------------------------
-
-
-class VersionCounts(_Model):
-    """One version on one channel over one window; ``slow_requests`` None = no latency histogram."""
-
-    requests: float = Field(ge=0)
-    errors: float = Field(ge=0)
-    slow_requests: float | None = Field(default=None, ge=0)
-
-
-class ChannelCounts(_Model):
-    channel: Channel
-    canary: VersionCounts = Field(description="current window")
-    stable: VersionCounts = Field(description="current window")
-    stable_reference: VersionCounts = Field(description="the window before: the canary's prior")
-
-
-class FindingBrief(_Model):
-    severity: Severity
-    problem: str
-    component: str
-    version: str | None = None
-    channel: str | None = None
-    evidence: str = ""
-
-
-class Phase1Evidence(_Model):
-    status: Status
-    checks: dict[str, Status] = Field(default_factory=dict)
-    findings: list[FindingBrief] = Field(default_factory=list)
-
-
-DriftLevel = Literal[0, 1, 2]
-
-
-class Phase2Evidence(_Model):
-    """Phase-2 evidence about the canary; a channel or check that is absent was not measured."""
-
-    drift: dict[Channel, DriftLevel | None] = Field(
-        default_factory=dict, description="0 none, 1 watch, 2 act"
-    )
-    consistency: dict[str, Status] = Field(default_factory=dict, description="check name -> status")
-
-
-class DecisionInputs(_Model):
-    """Everything the decision weighs; stored with the decision so it can be replayed."""
-
-    incident_id: str
-    target: str
-    grade: GradeId | None = None
-    dry_run: bool = False
-    canary_weight_percent: float | None = Field(default=None, ge=0, le=100, description="None: unknown")
-    rollback_method: str | None = None
-    rollback_sensitive: bool = Field(default=False, description="targets.yaml marks the target sensitive")
-    metrics_status: Status | None = Field(default=None, description="metrics_sla's status; None: no result")
-    metrics_summary: str = ""
-    gate: CanaryGateResult | None = Field(default=None, description="None: no gate result")
-    channels: list[ChannelCounts] = Field(default_factory=list)
-    phase1: Phase1Evidence | None = None
-    phase2: Phase2Evidence | None = Field(default=None, description="None: phase 2 not measured")
-
-
-# --- the decision ---------------------------------------------------------------------------------
-
-
-class RuleResult(_Model):
-    rule: str
-    outcome: Outcome
-    matched: bool
-    reasons: list[str] = Field(default_factory=list)
-
-
-class ThresholdsUsed(_Model):
-    """Every threshold the decision applied, copied from the policy and the gate."""
-
-    risk: RiskParameters
-    evidence: Evidence
-    precedence: list[str]
-    gate_min_requests: int | None = None
-    gate_sustained_s: float | None = None
-    stage: CanaryStage | None = Field(default=None, description="the stage the canary is at")
-    next_stage: CanaryStage | None = None
-
-
-class Decision(CheckResult):
-    """The decision, with every input, threshold and reason; stored like any check result."""
-
-    check: str = CHECK
-    outcome: Outcome
-    rule: str = Field(description="the precedence rule that decided")
-    rule_description: str
-    reasons: list[str] = Field(description="the deciding rule's reasons first, then every other note")
-    gate_breach: bool = Field(default=False, description="a hard canary-gate breach decided it")
-    promote_to: float | None = Field(default=None, description="percent to promote the canary to")
-    needs_human: bool
-    human_gate: HumanGateDefault = Field(description="the default and timeout for the incident's grade")
-    risks: list[ChannelRisk] = Field(default_factory=list)
-    max_risk: float | None = None
-    thresholds: ThresholdsUsed
-    trace: list[RuleResult] = Field(default_factory=list, description="every rule, in precedence order")
-    inputs: DecisionInputs
-
-    @model_validator(mode="before")
-    @classmethod
-    def _derived_fields_are_not_input(cls, data: Any) -> Any:
-        # acts_without_human is stored for readers of the JSON; read back, it is derived again.
-        if isinstance(data, dict) and "acts_without_human" in data:
-            data = {k: v for k, v in data.items() if k != "acts_without_human"}
-        return data
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def acts_without_human(self) -> bool:
-        """The decision changes the service by itself: a rollback or a promotion no human must confirm.
-        The DAG, the UI, the report, the audit bundle and the scenario observer all read this one rule."""
-        return not self.needs_human and (self.outcome is Outcome.ROLLBACK or self.promote_to is not None)
-
-    @property
-    def rolls_back_without_human(self) -> bool:
-        """The fast path's test: roll back now, before phase 2 (which can only add reasons to)."""
-        return self.acts_without_human and self.outcome is Outcome.ROLLBACK
-
-    def brief(self) -> dict[str, Any]:
-        """Small enough for XCom: what the DAG branches on and shows."""
-        return {
-            "outcome": self.outcome.value,
-            "status": self.status.value,
-            "rule": self.rule,
-            "summary": self.summary,
-            "gate_breach": self.gate_breach,
-            "acts_without_human": self.acts_without_human,
-            "promote_to": self.promote_to,
-            "needs_human": self.needs_human,
-            "human_gate": self.human_gate.model_dump(mode="json"),
-            "max_risk": self.max_risk,
-            "reasons": self.reasons[:10],
-            "dry_run": self.inputs.dry_run,
-        }
 
 
 # --- the rules ------------------------------------------------------------------------------------
@@ -564,154 +414,3 @@ def _summary(
         default = f"{gate_default.choice.value} after {gate_default.timeout_s:g} s"
         body += f"; needs a human (default {default}, {grade})"
     return f"{head}: {body}"
-
-
-# --- from the stored results ----------------------------------------------------------------------
-
-
-class _Lenient(BaseModel):
-    """Reads the fields the decision needs from a stored result and ignores the rest."""
-
-    model_config = ConfigDict(extra="ignore")
-
-
-class _IncidentView(_Lenient):
-    incident_id: str = Field(min_length=1)
-    target: str = Field(min_length=1)
-    dry_run: StrictBool = False
-    grade: GradeId | None = None
-
-
-class _WindowView(_Lenient):
-    requests: float = Field(ge=0)
-    errors: float = Field(ge=0)
-
-
-class _ChannelView(_Lenient):
-    version: str
-    channel: Channel
-    current: _WindowView
-    reference: _WindowView
-    slow_requests: float | None = Field(default=None, ge=0)
-    reference_slow_requests: float | None = Field(default=None, ge=0)
-
-
-class _MetricsView(_Lenient):
-    status: Status
-    summary: str = ""
-    gate: CanaryGateResult
-    channels: list[_ChannelView] = Field(default_factory=list)
-
-
-class _FindingView(_Lenient):
-    severity: Severity
-    problem: str
-    component: str
-    version: str | None = None
-    channel: str | None = None
-    evidence: str = ""
-
-
-class _SummaryView(_Lenient):
-    status: Status
-    checks: dict[str, Status]
-    findings: list[_FindingView] = Field(default_factory=list)
-
-
-def _read(model: type[_Lenient], data: object, name: str) -> Any:
-    """Validate ``data`` as ``model``; a bad or missing field is a ValueError naming it."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{name}: expected a JSON object, got {type(data).__name__}")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join([name, *(str(p) for p in first["loc"])])
-        given = first.get("input")
-        shown = "" if first["type"] == "missing" or isinstance(given, dict | list) else f" (got {given!r})"
-        raise ValueError(f"{field}: {first['msg']}{shown}") from None
-
-
-def _version_counts(window: _WindowView, slow: float | None) -> VersionCounts:
-    return VersionCounts(requests=window.requests, errors=window.errors, slow_requests=slow)
-
-
-def _channel_counts(views: list[_ChannelView]) -> list[ChannelCounts]:
-    by = {(v.version, v.channel): v for v in views}
-    out: list[ChannelCounts] = []
-    zero = VersionCounts(requests=0.0, errors=0.0)
-    for channel in Channel:
-        stable, canary = by.get(("stable", channel)), by.get(("canary", channel))
-        if stable is None and canary is None:
-            continue
-        out.append(
-            ChannelCounts(
-                channel=channel,
-                canary=_version_counts(canary.current, canary.slow_requests) if canary else zero,
-                stable=_version_counts(stable.current, stable.slow_requests) if stable else zero,
-                stable_reference=(
-                    _version_counts(stable.reference, stable.reference_slow_requests) if stable else zero
-                ),
-            )
-        )
-    return out
-
-
-def inputs_from_results(
-    incident: dict[str, Any],
-    metrics_sla: dict[str, Any] | None,
-    phase_summary: dict[str, Any] | None,
-    phase2: dict[str, Any] | None = None,
-    *,
-    canary_weight_percent: float | None = None,
-    target: Target | None = None,
-) -> DecisionInputs:
-    """The decision's inputs from stored results: ``incident`` (``Incident.summary()`` or
-    ``incident.json``), the full ``metrics_sla`` result (``golden_window/metrics_sla.json``), the full
-    phase-1 summary (``golden_window/summary.json``: the XCom brief keeps only 5 findings), and the
-    phase-2 evidence (``{"drift": {channel: 0|1|2|null}, "consistency": {check: status}}``) or None.
-
-    A result that is missing (None) is missing evidence, which the decision turns into
-    ``insufficient_evidence``; a result that is present but malformed is a bug, and raises a
-    ValueError naming the field. ``target`` supplies the rollback method and whether it is sensitive.
-    """
-    inc: _IncidentView = _read(_IncidentView, incident, "incident")
-    metrics: _MetricsView | None = (
-        _read(_MetricsView, metrics_sla, "metrics_sla") if metrics_sla is not None else None
-    )
-    summary: _SummaryView | None = (
-        _read(_SummaryView, phase_summary, "phase_summary") if phase_summary is not None else None
-    )
-    p2: Phase2Evidence | None = None
-    if phase2 is not None:
-        if not isinstance(phase2, dict):
-            raise ValueError(f"phase2: expected a JSON object, got {type(phase2).__name__}")
-        try:
-            p2 = Phase2Evidence.model_validate(phase2)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise ValueError(f"phase2.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
-    if target is not None and target.name != inc.target:
-        raise ValueError(f"target: {target.name!r} is not the incident's target {inc.target!r}")
-    rollback = target.rollback if target is not None else None
-    return DecisionInputs(
-        incident_id=inc.incident_id,
-        target=inc.target,
-        grade=inc.grade,
-        dry_run=inc.dry_run,
-        canary_weight_percent=canary_weight_percent,
-        rollback_method=rollback.method if rollback is not None else None,
-        rollback_sensitive=bool(getattr(rollback, "sensitive", False)),
-        metrics_status=metrics.status if metrics else None,
-        metrics_summary=metrics.summary if metrics else "",
-        gate=metrics.gate if metrics else None,
-        channels=_channel_counts(metrics.channels) if metrics else [],
-        phase1=Phase1Evidence(
-            status=summary.status,
-            checks=summary.checks,
-            findings=[FindingBrief(**f.model_dump()) for f in summary.findings],
-        )
-        if summary
-        else None,
-        phase2=p2,
-    )

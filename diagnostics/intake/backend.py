@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from harness.stack.airflow_api import AirflowApi, AirflowApiError
+from diagnostics.intake.airflow_api import AirflowApi, AirflowApiError
 
 NOTE_MAX_CHARS = 1000  # Airflow's dag_run_note.content is String(1000)
 TERMINAL_STATES = frozenset({"success", "failed"})

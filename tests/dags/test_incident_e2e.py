@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from diagnostics.intake.airflow_api import AirflowApi
 from harness.stack import Stack
-from harness.stack.airflow_api import AirflowApi
 from tests.conftest import stack_settings
 from tests.support.testbed_procs import require_models
 from tests.support.waiting import wait_for

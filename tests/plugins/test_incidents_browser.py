@@ -19,8 +19,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from diagnostics.intake.airflow_api import AirflowApi
 from harness.stack import Stack
-from harness.stack.airflow_api import AirflowApi
 from tests.conftest import stack_settings
 from tests.support.waiting import wait_for
 

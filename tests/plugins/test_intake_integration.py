@@ -23,9 +23,9 @@ import httpx
 import pytest
 
 from diagnostics.config import Settings
+from diagnostics.intake.airflow_api import AirflowApi
 from diagnostics.intake.backend import BackendUnavailable, RestRunBackend
 from harness.stack import Stack
-from harness.stack.airflow_api import AirflowApi
 from tests.conftest import REPO, stack_settings
 from tests.plugins.conftest import PROBE_DAG_ID, write_probe_dag
 from tests.support.waiting import wait_for

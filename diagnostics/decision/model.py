@@ -1,0 +1,169 @@
+"""The decision's typed vocabulary: what it is decided from (:class:`DecisionInputs`: the channels'
+counts, phase-1 and phase-2 evidence) and what it decides (:class:`Decision`, with every rule's result,
+threshold and reason). Stored as ``decision/decision.json`` and read back with this model."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    model_validator,
+)
+
+from diagnostics.decision.risk import ChannelRisk
+from diagnostics.golden_window.canary_gate import CanaryGateResult
+from diagnostics.incident.results import CheckResult, Status
+from diagnostics.runbooks.decision import CanaryStage, Evidence, HumanGateDefault, Outcome, RiskParameters
+from diagnostics.runbooks.grading import GradeId
+from diagnostics.runbooks.schemas import Channel, Severity
+
+CHECK = "decision"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+
+
+class VersionCounts(_Model):
+    """One version on one channel over one window; ``slow_requests`` None = no latency histogram."""
+
+    requests: float = Field(ge=0)
+    errors: float = Field(ge=0)
+    slow_requests: float | None = Field(default=None, ge=0)
+
+
+class ChannelCounts(_Model):
+    channel: Channel
+    canary: VersionCounts = Field(description="current window")
+    stable: VersionCounts = Field(description="current window")
+    stable_reference: VersionCounts = Field(description="the window before: the canary's prior")
+
+
+class FindingBrief(_Model):
+    severity: Severity
+    problem: str
+    component: str
+    version: str | None = None
+    channel: str | None = None
+    evidence: str = ""
+
+
+class Phase1Evidence(_Model):
+    status: Status
+    checks: dict[str, Status] = Field(default_factory=dict)
+    findings: list[FindingBrief] = Field(default_factory=list)
+
+
+DriftLevel = Literal[0, 1, 2]
+
+
+class Phase2Evidence(_Model):
+    """Phase-2 evidence about the canary; a channel or check that is absent was not measured."""
+
+    drift: dict[Channel, DriftLevel | None] = Field(
+        default_factory=dict, description="0 none, 1 watch, 2 act"
+    )
+    consistency: dict[str, Status] = Field(default_factory=dict, description="check name -> status")
+
+
+class DecisionInputs(_Model):
+    """Everything the decision weighs; stored with the decision so it can be replayed."""
+
+    incident_id: str
+    target: str
+    grade: GradeId | None = None
+    dry_run: bool = False
+    canary_weight_percent: float | None = Field(default=None, ge=0, le=100, description="None: unknown")
+    rollback_method: str | None = None
+    rollback_sensitive: bool = Field(default=False, description="targets.yaml marks the target sensitive")
+    metrics_status: Status | None = Field(default=None, description="metrics_sla's status; None: no result")
+    metrics_summary: str = ""
+    gate: CanaryGateResult | None = Field(default=None, description="None: no gate result")
+    channels: list[ChannelCounts] = Field(default_factory=list)
+    phase1: Phase1Evidence | None = None
+    phase2: Phase2Evidence | None = Field(default=None, description="None: phase 2 not measured")
+
+
+# --- the decision ---------------------------------------------------------------------------------
+
+
+class RuleResult(_Model):
+    rule: str
+    outcome: Outcome
+    matched: bool
+    reasons: list[str] = Field(default_factory=list)
+
+
+class ThresholdsUsed(_Model):
+    """Every threshold the decision applied, copied from the policy and the gate."""
+
+    risk: RiskParameters
+    evidence: Evidence
+    precedence: list[str]
+    gate_min_requests: int | None = None
+    gate_sustained_s: float | None = None
+    stage: CanaryStage | None = Field(default=None, description="the stage the canary is at")
+    next_stage: CanaryStage | None = None
+
+
+class Decision(CheckResult):
+    """The decision, with every input, threshold and reason; stored like any check result."""
+
+    check: str = CHECK
+    outcome: Outcome
+    rule: str = Field(description="the precedence rule that decided")
+    rule_description: str
+    reasons: list[str] = Field(description="the deciding rule's reasons first, then every other note")
+    gate_breach: bool = Field(default=False, description="a hard canary-gate breach decided it")
+    promote_to: float | None = Field(default=None, description="percent to promote the canary to")
+    needs_human: bool
+    human_gate: HumanGateDefault = Field(description="the default and timeout for the incident's grade")
+    risks: list[ChannelRisk] = Field(default_factory=list)
+    max_risk: float | None = None
+    thresholds: ThresholdsUsed
+    trace: list[RuleResult] = Field(default_factory=list, description="every rule, in precedence order")
+    inputs: DecisionInputs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derived_fields_are_not_input(cls, data: Any) -> Any:
+        # acts_without_human is stored for readers of the JSON; read back, it is derived again.
+        if isinstance(data, dict) and "acts_without_human" in data:
+            data = {k: v for k, v in data.items() if k != "acts_without_human"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def acts_without_human(self) -> bool:
+        """The decision changes the service by itself: a rollback or a promotion no human must confirm.
+        The DAG, the UI, the report, the audit bundle and the scenario observer all read this one rule."""
+        return not self.needs_human and (self.outcome is Outcome.ROLLBACK or self.promote_to is not None)
+
+    @property
+    def rolls_back_without_human(self) -> bool:
+        """The fast path's test: roll back now, before phase 2 (which can only add reasons to)."""
+        return self.acts_without_human and self.outcome is Outcome.ROLLBACK
+
+    def brief(self) -> dict[str, Any]:
+        """Small enough for XCom: what the DAG branches on and shows."""
+        return {
+            "outcome": self.outcome.value,
+            "status": self.status.value,
+            "rule": self.rule,
+            "summary": self.summary,
+            "gate_breach": self.gate_breach,
+            "acts_without_human": self.acts_without_human,
+            "promote_to": self.promote_to,
+            "needs_human": self.needs_human,
+            "human_gate": self.human_gate.model_dump(mode="json"),
+            "max_risk": self.max_risk,
+            "reasons": self.reasons[:10],
+            "dry_run": self.inputs.dry_run,
+        }

@@ -8,6 +8,10 @@ manually opened) incident run, and scores each expectation with the value it obs
 - :mod:`harness.scenario.observe`: what a finished run left behind (artifacts, timings, PII leaks);
 - :mod:`harness.scenario.scoring`: expectations vs observations, and the suite's figures (pure);
 - :mod:`harness.scenario.control`: the testbed, Prometheus/Alertmanager and process controls;
-- :mod:`harness.scenario.runner`: runs scenarios end to end, bounded, cleaning up after itself;
+- :mod:`harness.scenario.runner`: runs scenarios end to end, bounded, cleaning up after itself, from
+  its phases: :mod:`~harness.scenario.suite_stack` (the stack), :mod:`~harness.scenario.stage` (settle,
+  warm up, clean up), :mod:`~harness.scenario.timeline` (faults, outages, runs),
+  :mod:`~harness.scenario.runs` (Airflow runs, the human gate), :mod:`~harness.scenario.collect` (what
+  the runs left) and :mod:`~harness.scenario.results` (the JSON files, the summary, rescoring);
 - :mod:`harness.scenario.cli`: ``triage24 scenario run <file|dir>``.
 """

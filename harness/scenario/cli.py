@@ -105,8 +105,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from diagnostics.config import Settings
-    from harness.scenario.runner import RunnerError, default_out_dir, run_suite
+    from harness.scenario.results import default_out_dir
+    from harness.scenario.runner import run_suite
     from harness.scenario.schema import ScenarioError, load_suite
+    from harness.scenario.suite_stack import RunnerError
 
     try:
         suite = load_suite([Path(p) for p in args.paths], tags=args.tag or None)
@@ -165,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_rescore(args: argparse.Namespace) -> int:
-    from harness.scenario.runner import rescore
+    from harness.scenario.results import rescore
     from harness.scenario.schema import ScenarioError
 
     out_dir = Path(args.out)

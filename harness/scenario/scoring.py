@@ -11,6 +11,7 @@ the alert's ``startsAt``.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -123,165 +124,227 @@ def _in(name: str, expected: list[Any], observed: Any, detail: str = "") -> Expe
     )
 
 
+_NO_RUN = "no incident run to read it from"
+
+
 def score(scenario: Scenario, obs: ScenarioObservation) -> ScenarioScore:
     """Every expectation of ``scenario`` against ``obs``."""
-    e = scenario.expect
-    run = obs.primary_run()
-    results: list[ExpectationResult] = []
-    alert_runs = obs.alert_runs()
-    no_run = "no incident run to read it from"
+    results = [result for check in _CHECKS for result in check(scenario, obs)]
+    tm = timings(obs)
+    results += _deadlines(scenario, tm)
+    status: Literal["pass", "fail", "error"] = "pass" if all(r.passed for r in results) else "fail"
+    if obs.errors or obs.interrupted:
+        status = "error"
+    return ScenarioScore(status=status, expectations=results, timings=tm)
 
+
+def _alert_incident(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
     policy = scenario.alert_incident
-    if policy != "any":
-        n = len(alert_runs)
-        ok = n > 0 if policy == "required" else n == 0
-        ids = ", ".join(r.run_id for r in alert_runs)
-        results.append(
-            ExpectationResult(
-                name="alert_incident",
-                expected=policy,
-                observed=n,
-                passed=ok,
-                detail=f"alert-driven runs: {ids}" if ids else "no alert-driven run was opened",
-            )
+    if policy == "any":
+        return []
+    alert_runs = obs.alert_runs()
+    n = len(alert_runs)
+    ok = n > 0 if policy == "required" else n == 0
+    ids = ", ".join(r.run_id for r in alert_runs)
+    return [
+        ExpectationResult(
+            name="alert_incident",
+            expected=policy,
+            observed=n,
+            passed=ok,
+            detail=f"alert-driven runs: {ids}" if ids else "no alert-driven run was opened",
         )
-    if e.max_incidents is not None:
-        # Deduplication is per alert group: count the faulty version's incidents (an SLA page of the
-        # other version is its own group's incident, reported in the detail).
-        faulty = scenario.faults[0].version if scenario.faults else None
-        own = [r for r in alert_runs if faulty is None or r.conf_version == faulty]
-        others = [r.run_id for r in alert_runs if r not in own]
-        detail = f"intake outcomes: {obs.deliveries}" if obs.deliveries else ""
-        if others:
-            detail += f"; other groups' incidents, not counted: {', '.join(others)}"
-        results.append(
-            ExpectationResult(
-                name="max_incidents",
-                expected=e.max_incidents,
-                observed=len(own),
-                passed=len(own) <= e.max_incidents,
-                detail=detail.lstrip("; "),
-            )
+    ]
+
+
+def _max_incidents(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e = scenario.expect
+    if e.max_incidents is None:
+        return []
+    # Deduplication is per alert group: count the faulty version's incidents (an SLA page of the
+    # other version is its own group's incident, reported in the detail).
+    alert_runs = obs.alert_runs()
+    faulty = scenario.faults[0].version if scenario.faults else None
+    own = [r for r in alert_runs if faulty is None or r.conf_version == faulty]
+    others = [r.run_id for r in alert_runs if r not in own]
+    detail = f"intake outcomes: {obs.deliveries}" if obs.deliveries else ""
+    if others:
+        detail += f"; other groups' incidents, not counted: {', '.join(others)}"
+    return [
+        ExpectationResult(
+            name="max_incidents",
+            expected=e.max_incidents,
+            observed=len(own),
+            passed=len(own) <= e.max_incidents,
+            detail=detail.lstrip("; "),
         )
-    if e.grade is not None:
-        # The incident's grade: an alert of a higher grade that joins the group later raises it.
-        grade = (run.incident_grade or run.grade) if run else None
-        detail = no_run if run is None else ""
-        if run is not None and run.incident_grade and run.incident_grade != run.grade:
-            detail = f"opened as {run.grade}, raised to {run.incident_grade} by the intake"
-        results.append(_in("grade", e.grade, grade, detail))
+    ]
+
+
+def _grade(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e, run = scenario.expect, obs.primary_run()
+    if e.grade is None:
+        return []
+    # The incident's grade: an alert of a higher grade that joins the group later raises it.
+    grade = (run.incident_grade or run.grade) if run else None
+    detail = _NO_RUN if run is None else ""
+    if run is not None and run.incident_grade and run.incident_grade != run.grade:
+        detail = f"opened as {run.grade}, raised to {run.incident_grade} by the intake"
+    return [_in("grade", e.grade, grade, detail)]
+
+
+def _suspected(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e, run = scenario.expect, obs.primary_run()
+    results: list[ExpectationResult] = []
     if e.suspected_component is not None:
         detail = (
-            no_run
+            _NO_RUN
             if run is None
             else f"lead finding: {run.lead_severity} {run.lead_problem} ({run.lead_phase})"
         )
-        results.append(
-            _in(
-                "suspected_component", e.suspected_component, run.suspected_component if run else None, detail
-            )
-        )
+        component = run.suspected_component if run else None
+        results.append(_in("suspected_component", e.suspected_component, component, detail))
     if e.suspected_version is not None:
-        results.append(
-            _in(
-                "suspected_version",
-                [e.suspected_version],
-                run.suspected_version if run else None,
-                "" if run else no_run,
-            )
+        version = run.suspected_version if run else None
+        results.append(_in("suspected_version", [e.suspected_version], version, "" if run else _NO_RUN))
+    return results
+
+
+def _nothing_blamed(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e = scenario.expect
+    if e.nothing_blamed is None:
+        return []
+    blamed = [f for r in obs.runs for f in r.blamed()]
+    observed = sorted(
+        {f"{f.severity} {f.problem} on {f.component} ({f.version or 'no version'})" for f in blamed}
+    )
+    return [
+        ExpectationResult(
+            name="nothing_blamed",
+            expected=e.nothing_blamed,
+            observed=observed or "nothing blamed",
+            passed=bool(obs.runs) and (not blamed) == e.nothing_blamed,
+            detail=f"{len(obs.runs)} run(s) read" if obs.runs else "no run: nothing was examined",
         )
-    if e.nothing_blamed is not None:
-        blamed = [f for r in obs.runs for f in r.blamed()]
-        observed = sorted(
-            {f"{f.severity} {f.problem} on {f.component} ({f.version or 'no version'})" for f in blamed}
+    ]
+
+
+def _problem(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e, run = scenario.expect, obs.primary_run()
+    if e.problem is None:
+        return []
+    # The runbook action the pipeline points to, by its matrix problem id (a gate breach carries
+    # the action of the matrix problem it stands for); without an action, the lead finding's id.
+    observed = (run.action_problem or run.lead_problem) if run else None
+    detail = (
+        _NO_RUN if run is None else f"lead finding {run.lead_problem}; action: {run.top_action or 'none'}"
+    )
+    return [_in("problem", e.problem, observed, detail)]
+
+
+def _findings_include(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e, run = scenario.expect, obs.primary_run()
+    if e.findings_include is None:
+        return []
+    found = {f.problem for f in run.findings} if run else set()
+    missing = [p for p in e.findings_include if p not in found]
+    return [
+        ExpectationResult(
+            name="findings_include",
+            expected=list(e.findings_include),
+            observed=sorted(found),
+            passed=not missing,
+            detail=f"missing: {', '.join(missing)}" if missing else "",
         )
-        results.append(
-            ExpectationResult(
-                name="nothing_blamed",
-                expected=e.nothing_blamed,
-                observed=observed or "nothing blamed",
-                passed=bool(obs.runs) and (not blamed) == e.nothing_blamed,
-                detail=f"{len(obs.runs)} run(s) read" if obs.runs else "no run: nothing was examined",
-            )
-        )
-    if e.problem is not None:
-        # The runbook action the pipeline points to, by its matrix problem id (a gate breach carries
-        # the action of the matrix problem it stands for); without an action, the lead finding's id.
-        observed_problem = (run.action_problem or run.lead_problem) if run else None
-        detail = (
-            no_run if run is None else f"lead finding {run.lead_problem}; action: {run.top_action or 'none'}"
-        )
-        results.append(_in("problem", e.problem, observed_problem, detail))
-    if e.findings_include is not None:
-        found = {f.problem for f in run.findings} if run else set()
-        missing = [p for p in e.findings_include if p not in found]
-        results.append(
-            ExpectationResult(
-                name="findings_include",
-                expected=list(e.findings_include),
-                observed=sorted(found),
-                passed=not missing,
-                detail=f"missing: {', '.join(missing)}" if missing else "",
-            )
-        )
+    ]
+
+
+def _decision(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e, run = scenario.expect, obs.primary_run()
+    results: list[ExpectationResult] = []
     if e.decision is not None:
         detail = (
-            no_run if run is None else f"rule {run.decision_rule}" + (", fast path" if run.fast_path else "")
+            _NO_RUN if run is None else f"rule {run.decision_rule}" + (", fast path" if run.fast_path else "")
         )
         results.append(_in("decision", e.decision, run.decision if run else None, detail))
     if e.decision_rule is not None:
         results.append(_in("decision_rule", list(e.decision_rule), run.decision_rule if run else None))
-    if e.rollback is not None:
-        applied = [r for r in obs.runs if r.rollback_outcome == "applied"]
-        weights = f"gateway canary weight {obs.weight_start} -> {obs.weight_end}"
-        results.append(
-            ExpectationResult(
-                name="rollback",
-                expected=e.rollback,
-                observed=bool(applied),
-                passed=bool(applied) == e.rollback,
-                detail=(f"applied by {', '.join(r.run_id for r in applied)}; " if applied else "") + weights,
-            )
+    return results
+
+
+def _rollback(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e = scenario.expect
+    if e.rollback is None:
+        return []
+    applied = [r for r in obs.runs if r.rollback_outcome == "applied"]
+    weights = f"gateway canary weight {obs.weight_start} -> {obs.weight_end}"
+    return [
+        ExpectationResult(
+            name="rollback",
+            expected=e.rollback,
+            observed=bool(applied),
+            passed=bool(applied) == e.rollback,
+            detail=(f"applied by {', '.join(r.run_id for r in applied)}; " if applied else "") + weights,
         )
-    if e.recovered is not None:
-        verified = [r.recovered for r in obs.runs if r.recovered is not None]
-        observed_rec: bool | None = any(verified) if verified else None
-        results.append(
-            ExpectationResult(
-                name="recovered",
-                expected=e.recovered,
-                observed=observed_rec,
-                passed=observed_rec is e.recovered,
-                detail="" if verified else "no recovery verification was stored",
-            )
+    ]
+
+
+def _recovered(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e = scenario.expect
+    if e.recovered is None:
+        return []
+    verified = [r.recovered for r in obs.runs if r.recovered is not None]
+    observed: bool | None = any(verified) if verified else None
+    return [
+        ExpectationResult(
+            name="recovered",
+            expected=e.recovered,
+            observed=observed,
+            passed=observed is e.recovered,
+            detail="" if verified else "no recovery verification was stored",
         )
-    if e.pii_in_artifacts is not None:
-        leaks = [leak for r in obs.runs for leak in r.pii_leaks]
-        pii_fault = any(f.name == "pii_in_logs" for f in scenario.faults)
-        vacuous = pii_fault and obs.pii_values_logged == 0
-        detail = (
-            f"{obs.pii_values_logged} distinct PII value(s) were in the testbed logs; "
-            f"searched {len(obs.runs)} run(s)"
+    ]
+
+
+def _pii_in_artifacts(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    if scenario.expect.pii_in_artifacts is None:
+        return []
+    leaks = [leak for r in obs.runs for leak in r.pii_leaks]
+    pii_fault = any(f.name == "pii_in_logs" for f in scenario.faults)
+    # Nothing leaked into the logs means nothing could leak into the artifacts: not a pass.
+    vacuous = pii_fault and obs.pii_values_logged == 0
+    detail = (
+        f"{obs.pii_values_logged} distinct PII value(s) were in the testbed logs; "
+        f"searched {len(obs.runs)} run(s)"
+    )
+    if vacuous:
+        detail = "vacuous: the pii_in_logs fault leaked nothing into the logs, so there was nothing to find"
+    return [
+        ExpectationResult(
+            name="pii_in_artifacts",
+            expected=False,
+            observed=leaks[:20] or False,
+            passed=not leaks and not vacuous and bool(obs.runs),
+            detail=detail if obs.runs else "no run: no artifacts to search",
         )
-        if vacuous:
-            detail = (
-                "vacuous: the pii_in_logs fault leaked nothing into the logs, so there was nothing to find"
-            )
-        results.append(
-            ExpectationResult(
-                name="pii_in_artifacts",
-                expected=False,
-                observed=leaks[:20] or False,
-                passed=not leaks and not vacuous and bool(obs.runs),
-                detail=detail if obs.runs else "no run: no artifacts to search",
-            )
-        )
-    for check, statuses in (e.checks or {}).items():
-        results.append(_in(f"checks.{check}", list(statuses), run.checks.get(check) if run else None))
+    ]
+
+
+def _checks_and_state(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    e, run = scenario.expect, obs.primary_run()
+    results = [
+        _in(f"checks.{check}", list(statuses), run.checks.get(check) if run else None)
+        for check, statuses in (e.checks or {}).items()
+    ]
     if e.run_state is not None:
         results.append(_in("run_state", list(e.run_state), run.state if run else None))
-    tm = timings(obs)
-    for name, bound in e.deadlines.items() if e.deadlines else []:
+    return results
+
+
+def _deadlines(scenario: Scenario, tm: dict[str, float | None]) -> list[ExpectationResult]:
+    deadlines = scenario.expect.deadlines
+    results: list[ExpectationResult] = []
+    for name, bound in deadlines.items() if deadlines else []:
         value = tm.get(name)
         results.append(
             ExpectationResult(
@@ -292,10 +355,24 @@ def score(scenario: Scenario, obs: ScenarioObservation) -> ScenarioScore:
                 detail="" if value is not None else "the step never happened",
             )
         )
-    status: Literal["pass", "fail", "error"] = "pass" if all(r.passed for r in results) else "fail"
-    if obs.errors or obs.interrupted:
-        status = "error"
-    return ScenarioScore(status=status, expectations=results, timings=tm)
+    return results
+
+
+# In the order the expectations are reported (deadlines last, from the timings).
+_CHECKS: tuple[Callable[[Scenario, ScenarioObservation], list[ExpectationResult]], ...] = (
+    _alert_incident,
+    _max_incidents,
+    _grade,
+    _suspected,
+    _nothing_blamed,
+    _problem,
+    _findings_include,
+    _decision,
+    _rollback,
+    _recovered,
+    _pii_in_artifacts,
+    _checks_and_state,
+)
 
 
 def _median(values: list[float]) -> float | None:

@@ -512,7 +512,7 @@ def test_runner_errors_make_the_scenario_an_error_and_the_suite_figures_add_up()
 
 def test_the_suite_runs_on_a_runbooks_copy_whose_rollback_rate_limit_is_raised(tmp_path: Path) -> None:
     from diagnostics.runbooks import load_runbooks
-    from harness.scenario.runner import RunnerError, suite_runbooks
+    from harness.scenario.suite_stack import RunnerError, suite_runbooks
 
     books = suite_runbooks(REPO / "runbooks", tmp_path / "books")
     target = load_runbooks(books).targets.get("testbed")
@@ -557,7 +557,7 @@ def test_the_cli_validates_files_and_refuses_to_run_an_invalid_suite(
 
 
 def test_rescore_judges_stored_observations_against_the_files_as_they_are_now(tmp_path: Path) -> None:
-    from harness.scenario.runner import ScenarioOutcome, rescore
+    from harness.scenario.results import ScenarioOutcome, rescore
 
     path = write(
         tmp_path, MINIMAL.replace("  rollback: true\n", "  rollback: true\n  grade: [L3]\n"), "s.yaml"
@@ -656,7 +656,7 @@ def test_the_healthy_control_and_a_fault_scenario_through_the_real_runner(tmp_pa
 def test_each_result_names_the_commit_it_ran_from(tmp_path: Path) -> None:
     import subprocess
 
-    from harness.scenario.runner import checkout_commit
+    from harness.scenario.results import checkout_commit
 
     assert checkout_commit(tmp_path) is None  # not a checkout
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@example.com"]

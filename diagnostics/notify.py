@@ -21,12 +21,10 @@ process. The URL is a secret (it carries the token): it is never logged nor stor
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -37,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diagnostics.incident.model import SAFE_ID, Incident
 from diagnostics.incident.store import write_json
+from diagnostics.locks import file_lock
 from diagnostics.pii import mask_pii
 from diagnostics.runbooks.grading import GradeId
 from diagnostics.runbooks.loader import load_yaml_model
@@ -191,17 +190,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / LOCK).open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _read_ledger(path: Path, incident_id: str) -> Ledger:
     try:
         return Ledger.model_validate_json(path.read_bytes())
@@ -308,7 +296,7 @@ class Notifier:
             return result(Delivery.FILTERED, why)
 
         path = self.ledger_path(inc.incident_id)
-        with _locked(path.parent):
+        with file_lock(path.parent / LOCK):
             ledger = _read_ledger(path, inc.incident_id)
             previous = ledger.states.get(st)
             if previous is not None and previous.delivery is Delivery.SENT:

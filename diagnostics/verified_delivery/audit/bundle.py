@@ -309,6 +309,101 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
+class _Contents:
+    """The bundle's files, masked in memory (bundle path -> bytes), before anything is written."""
+
+    def __init__(self, incident_dir: Path, masker: PiiMasker) -> None:
+        self.files: dict[str, bytes] = {}
+        self.masked_json: dict[str, Any] = {}
+        self.omitted: list[Omitted] = []
+        for rel, path in _walk(incident_dir):
+            self._add(masker, rel, path)
+
+    def _add(self, masker: PiiMasker, rel: str, path: Path) -> None:
+        if path.is_symlink():
+            self.omitted.append(Omitted(path=masker.text(rel), reason="symlink"))
+            return
+        sha, size = file_sha256(path)
+        if any(part.startswith(".") for part in rel.split("/")):
+            self.omitted.append(Omitted(path=masker.text(rel), reason="hidden", size=size, sha256=sha))
+            return
+        done = _masked_file(masker, rel, path.read_bytes())
+        if done is None:
+            self.omitted.append(Omitted(path=masker.text(rel), reason="binary", size=size, sha256=sha))
+            return
+        name = f"{EVIDENCE}/{masker.text(rel)}"
+        while name in self.files:
+            name += "~"  # two paths that mask alike
+        self.files[name], value = done
+        if value is not None:
+            self.masked_json[name] = value
+
+    def add_snapshot(self, incident_id: str) -> str:
+        """Add the decision snapshot and its ``sha256sum`` file; return its SHA-256."""
+        snapshot = canonical_json(decision_snapshot(incident_id, self.masked_json))
+        snapshot_sha = sha256_hex(snapshot)
+        self.files[SNAPSHOT] = snapshot
+        self.files[SNAPSHOT_SHA] = f"{snapshot_sha}  {SNAPSHOT}\n".encode("ascii")
+        return snapshot_sha
+
+
+def _check_inputs(incident_dir: Path, bundle_dir: Path, previous_digest: str | None) -> None:
+    if not incident_dir.is_dir():
+        raise AuditError(f"no incident artifacts at {incident_dir}")
+    if bundle_dir.exists():
+        raise AuditError(f"{bundle_dir} already exists: a bundle is never overwritten, pick a new folder")
+    if previous_digest is not None and not re.fullmatch(_HEX64, previous_digest):
+        raise AuditError(
+            f"previous_digest must be 64 lower-case hex characters, got {previous_digest[:80]!r}"
+        )
+
+
+def _manifest(
+    contents: _Contents,
+    policy: PiiPolicy,
+    incident_id: str,
+    stamp: str,
+    previous_digest: str | None,
+    snapshot_sha: str,
+) -> dict[str, Any]:
+    """The manifest as the JSON value that is digested and written."""
+    return Manifest(
+        format=FORMAT,
+        incident_id=incident_id,
+        created_at=stamp,
+        previous_digest=previous_digest,
+        snapshot_sha256=snapshot_sha,
+        pii_policy=PolicyRecord(
+            version=policy.version,
+            kinds={k.value: a.value for k, a in policy.kinds.items()},
+            salt=policy.hash.salt,
+            hash_length=policy.hash.length,
+        ),
+        files={
+            rel: FileEntry(sha256=sha256_hex(data), size=len(data))
+            for rel, data in sorted(contents.files.items())
+        },
+        omitted=contents.omitted,
+    ).model_dump(mode="json")
+
+
+def _write_bundle(bundle_dir: Path, files: Mapping[str, bytes], manifest: dict[str, Any], seal: Seal) -> None:
+    """Written whole into a temporary sibling, then renamed into place: all or nothing, never over."""
+    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.", dir=bundle_dir.parent))
+    try:
+        for rel, data in files.items():
+            _write(tmp / rel, data)
+        _write(tmp / MANIFEST, canonical_json(manifest))
+        _write(tmp / SEAL, canonical_json(seal.model_dump(mode="json")))
+        if bundle_dir.exists():
+            raise AuditError(f"{bundle_dir} appeared while the bundle was built; not overwritten")
+        os.rename(tmp, bundle_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def build_bundle(
     incident_dir: Path,
     bundle_dir: Path,
@@ -326,63 +421,14 @@ def build_bundle(
     incident folder is missing or ``bundle_dir`` exists; :class:`~diagnostics.runbooks.RunbookError`
     for a bad pii.yaml.
     """
-    if not incident_dir.is_dir():
-        raise AuditError(f"no incident artifacts at {incident_dir}")
-    if bundle_dir.exists():
-        raise AuditError(f"{bundle_dir} already exists: a bundle is never overwritten, pick a new folder")
-    if previous_digest is not None and not re.fullmatch(_HEX64, previous_digest):
-        raise AuditError(
-            f"previous_digest must be 64 lower-case hex characters, got {previous_digest[:80]!r}"
-        )
+    _check_inputs(incident_dir, bundle_dir, previous_digest)
     policy = policy or load_pii_policy()
-    masker = PiiMasker(policy, key)
     incident_id = incident_id or incident_dir.name
     stamp = (created_at or datetime.now(UTC)).astimezone(UTC).isoformat().replace("+00:00", "Z")
-
     # 1. Everything masked in memory first.
-    contents: dict[str, bytes] = {}
-    masked_json: dict[str, Any] = {}
-    omitted: list[Omitted] = []
-    for rel, path in _walk(incident_dir):
-        if path.is_symlink():
-            omitted.append(Omitted(path=masker.text(rel), reason="symlink"))
-            continue
-        sha, size = file_sha256(path)
-        if any(part.startswith(".") for part in rel.split("/")):
-            omitted.append(Omitted(path=masker.text(rel), reason="hidden", size=size, sha256=sha))
-            continue
-        done = _masked_file(masker, rel, path.read_bytes())
-        if done is None:
-            omitted.append(Omitted(path=masker.text(rel), reason="binary", size=size, sha256=sha))
-            continue
-        name = f"{EVIDENCE}/{masker.text(rel)}"
-        while name in contents:
-            name += "~"  # two paths that mask alike
-        contents[name], value = done
-        if value is not None:
-            masked_json[name] = value
-    snapshot = canonical_json(decision_snapshot(incident_id, masked_json))
-    snapshot_sha = sha256_hex(snapshot)
-    contents[SNAPSHOT] = snapshot
-    contents[SNAPSHOT_SHA] = f"{snapshot_sha}  {SNAPSHOT}\n".encode("ascii")
-
-    manifest = Manifest(
-        format=FORMAT,
-        incident_id=incident_id,
-        created_at=stamp,
-        previous_digest=previous_digest,
-        snapshot_sha256=snapshot_sha,
-        pii_policy=PolicyRecord(
-            version=policy.version,
-            kinds={k.value: a.value for k, a in policy.kinds.items()},
-            salt=policy.hash.salt,
-            hash_length=policy.hash.length,
-        ),
-        files={
-            rel: FileEntry(sha256=sha256_hex(data), size=len(data)) for rel, data in sorted(contents.items())
-        },
-        omitted=omitted,
-    ).model_dump(mode="json")
+    contents = _Contents(incident_dir, PiiMasker(policy, key))
+    snapshot_sha = contents.add_snapshot(incident_id)
+    manifest = _manifest(contents, policy, incident_id, stamp, previous_digest, snapshot_sha)
     digest = bundle_digest(manifest, previous_digest)
     seal = Seal(
         format=FORMAT,
@@ -393,21 +439,8 @@ def build_bundle(
         key_id=key.key_id,
         signature=sign(key, digest),
     )
-
-    # 2. Written whole into a temporary sibling, then renamed into place.
-    bundle_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{bundle_dir.name}.", dir=bundle_dir.parent))
-    try:
-        for rel, data in contents.items():
-            _write(tmp / rel, data)
-        _write(tmp / MANIFEST, canonical_json(manifest))
-        _write(tmp / SEAL, canonical_json(seal.model_dump(mode="json")))
-        if bundle_dir.exists():
-            raise AuditError(f"{bundle_dir} appeared while the bundle was built; not overwritten")
-        os.rename(tmp, bundle_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # 2. Then written.
+    _write_bundle(bundle_dir, contents.files, manifest, seal)
     return BundleInfo(
         path=str(bundle_dir),
         incident_id=incident_id,
@@ -416,6 +449,6 @@ def build_bundle(
         previous_digest=previous_digest,
         snapshot_sha256=snapshot_sha,
         signature=seal.signature,
-        files=len(contents),
-        omitted=omitted,
+        files=len(contents.files),
+        omitted=contents.omitted,
     )

@@ -13,17 +13,15 @@ stops further appends with an error naming the file, rather than silently chaini
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diagnostics.incident.model import SAFE_ID
+from diagnostics.locks import file_lock
 from diagnostics.runbooks.pii import PiiPolicy
 from diagnostics.verified_delivery.audit.bundle import AuditError, BundleInfo, build_bundle
 from diagnostics.verified_delivery.audit.keys import AuditKey
@@ -75,17 +73,6 @@ def parse_chain(path: Path) -> tuple[list[ChainEntry], list[tuple[int, str]]]:
     return entries, bad
 
 
-@contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / LOCK_FILE).open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _append(path: Path, entry: ChainEntry) -> None:
     line = json.dumps(entry.model_dump(mode="json"), sort_keys=True, separators=(",", ":")) + "\n"
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -130,7 +117,7 @@ def seal_incident(
         raise AuditError(f"incident id {AUDIT_DIR!r} is reserved for the audit folder of the artifact root")
     directory = audit_dir(root)
     when = (now or datetime.now(UTC)).astimezone(UTC)
-    with _locked(directory):
+    with file_lock(directory / LOCK_FILE):
         previous = last_entry(root)
         rel = f"{BUNDLES_DIR}/{incident_id}/{when:%Y%m%dT%H%M%S%fZ}"
         info = build_bundle(

@@ -49,8 +49,9 @@ def suite_and_store(target_name: str, version: str, run_id: str) -> dict[str, An
 
 
 def drift_and_store(target_name: str, run_id: str) -> dict[str, Any]:
-    from diagnostics.deep_diagnosis.base import DeepContext, run_check
+    from diagnostics.deep_diagnosis.base import DeepContext
     from diagnostics.deep_diagnosis.drift import channel_levels
+    from diagnostics.deep_diagnosis.runner import run_check
     from diagnostics.golden_window.phase import EvidenceSources
     from diagnostics.incident.model import Incident
     from diagnostics.runbooks import load_runbooks
@@ -133,8 +134,9 @@ def record_if_approved(target_name: str, version: str, results: list[dict[str, A
     if mine is None or mine.get("status") != "ok":
         status = mine.get("status") if mine else "not run"
         raise ValueError(f"{version} did not pass the suite ({status}): baselines not recorded")
-    from diagnostics.deep_diagnosis.base import DeepContext, record_baselines
+    from diagnostics.deep_diagnosis.base import DeepContext
     from diagnostics.deep_diagnosis.phase import phase_checks
+    from diagnostics.deep_diagnosis.runner import record_baselines
     from diagnostics.runbooks import load_runbooks
     from diagnostics.verified_delivery.regression.suite import record_baseline
 

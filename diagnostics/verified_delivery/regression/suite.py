@@ -31,7 +31,7 @@ from diagnostics.deep_diagnosis.service import Call, ServiceClient, ServiceError
 from diagnostics.golden_set import GoldenSet, error_rate
 from diagnostics.incident.results import CheckResult, Status
 from diagnostics.runbooks import Runbooks
-from diagnostics.runbooks.regression import RegressionFile
+from diagnostics.runbooks.regression import RegressionFile, Tolerances
 from diagnostics.runbooks.schemas import Target
 
 log = logging.getLogger("triage24.regression")
@@ -226,13 +226,15 @@ def _cos(a: list[float], b: list[float]) -> float | None:
     return float(va @ vb / denom) if denom else None
 
 
-def judge_case(
-    case: Case, version: str, obs: Observation, base: Observation | None, cfg: RegressionFile
-) -> list[CaseResult]:
-    """The case's verdict(s): its function against the baseline, then its latency."""
-    tol = cfg.tolerances
+class _Rows:
+    """Builds the result rows of one case on one version."""
 
-    def row(
+    def __init__(self, case: Case, version: str) -> None:
+        self.case = case
+        self.version = version
+
+    def __call__(
+        self,
         status: Status,
         metric: str,
         value: Any = None,
@@ -241,9 +243,9 @@ def judge_case(
         detail: str = "",
     ) -> CaseResult:
         return CaseResult(
-            case=case.id,
-            channel=case.channel,
-            version=version,
+            case=self.case.id,
+            channel=self.case.channel,
+            version=self.version,
             status=status,
             metric=metric,
             value=value,
@@ -252,111 +254,112 @@ def judge_case(
             detail=detail,
         )
 
+
+def _verdict(ok: bool) -> Status:
+    return Status.OK if ok else Status.FAILED
+
+
+def _judge_chat(row: _Rows, obs: Observation, base: Observation, tol: Tolerances) -> CaseResult:
+    """Text: the same question matched, with a retrieval score within tolerance."""
+    same = obs.matched_question == base.matched_question
+    drift = abs((obs.score or 0) - (base.score or 0))
+    return row(
+        _verdict(same and drift <= tol.chat_score),
+        "chat_score",
+        round(obs.score or 0, 4),
+        round(base.score or 0, 4),
+        tol.chat_score,
+        "" if same else f"matched {obs.matched_question!r}, baseline {base.matched_question!r}",
+    )
+
+
+def _judge_embedding(row: _Rows, obs: Observation, base: Observation, tol: Tolerances) -> CaseResult:
+    """Text or image embedding: same dimension, cosine to the baseline vector within tolerance."""
+    cos = _cos(obs.vector or [], base.vector or [])
+    if cos is None:
+        return row(
+            Status.FAILED,
+            "dimension",
+            len(obs.vector or []),
+            len(base.vector or []),
+            detail="embedding dimension changed",
+        )
+    return row(
+        _verdict(cos >= 1 - tol.embedding_cosine),
+        "cosine_to_baseline",
+        round(cos, 4),
+        1.0,
+        tol.embedding_cosine,
+    )
+
+
+def _judge_wer(row: _Rows, obs: Observation, base_rate: float | None, tol: Tolerances) -> CaseResult:
+    """Audio: WER/CER no more than the baseline's plus the allowed increase."""
+    return row(
+        _verdict((obs.error_rate or 0) <= (base_rate or 0) + tol.wer_increase),
+        "wer",
+        obs.error_rate,
+        base_rate,
+        tol.wer_increase,
+        obs.transcript or "",
+    )
+
+
+def _judge_router(row: _Rows, obs: Observation, base: Observation, tol: Tolerances) -> CaseResult:
+    """Router: the same route, then what the baseline measured on it (similarity or WER)."""
+    if obs.route != base.route:
+        return row(
+            Status.FAILED,
+            "route",
+            ">".join(obs.route or []),
+            ">".join(base.route or []),
+            detail="router dispatched elsewhere",
+        )
+    if base.similarity is not None:
+        sim = obs.similarity
+        ok = sim is not None and abs(sim - base.similarity) <= tol.similarity
+        return row(_verdict(ok), "similarity", sim, round(base.similarity, 4), tol.similarity)
+    if base.error_rate is not None:
+        return _judge_wer(row, obs, base.error_rate, tol)
+    return row(Status.OK, "route", ">".join(obs.route or []), ">".join(base.route or []))
+
+
+def _judge_latency(row: _Rows, obs: Observation, base: Observation, tol: Tolerances) -> CaseResult | None:
+    """Slower than the baseline's bound degrades, never fails (a shared CPU is noisy)."""
+    if obs.latency_ms is None or base.latency_ms is None:
+        return None
+    bound = base.latency_ms * tol.latency_ratio + tol.latency_slack_ms
+    slow = obs.latency_ms > bound
+    return row(
+        Status.DEGRADED if slow else Status.OK,
+        "latency_ms",
+        round(obs.latency_ms, 1),
+        round(base.latency_ms, 1),
+        round(bound, 1),
+        f"over {bound:.0f} ms" if slow else "",
+    )
+
+
+def judge_case(
+    case: Case, version: str, obs: Observation, base: Observation | None, cfg: RegressionFile
+) -> list[CaseResult]:
+    """The case's verdict(s): its function against the baseline, then its latency."""
+    tol = cfg.tolerances
+    row = _Rows(case, version)
     if not obs.ok:
         return [row(Status.FAILED, "request", "error", "ok", detail=obs.error or "request failed")]
     if base is None or not base.ok:
         return [row(Status.INSUFFICIENT_EVIDENCE, "baseline", detail="no healthy baseline for this case")]
-    out: list[CaseResult] = []
     if case.kind == "chat":
-        same = obs.matched_question == base.matched_question
-        drift = abs((obs.score or 0) - (base.score or 0))
-        ok = same and drift <= tol.chat_score
-        out.append(
-            row(
-                Status.OK if ok else Status.FAILED,
-                "chat_score",
-                round(obs.score or 0, 4),
-                round(base.score or 0, 4),
-                tol.chat_score,
-                "" if same else f"matched {obs.matched_question!r}, baseline {base.matched_question!r}",
-            )
-        )
+        out = [_judge_chat(row, obs, base, tol)]
     elif case.kind in ("text_embedding", "image_embedding"):
-        cos = _cos(obs.vector or [], base.vector or [])
-        if cos is None:
-            out.append(
-                row(
-                    Status.FAILED,
-                    "dimension",
-                    len(obs.vector or []),
-                    len(base.vector or []),
-                    detail="embedding dimension changed",
-                )
-            )
-        else:
-            ok = cos >= 1 - tol.embedding_cosine
-            out.append(
-                row(
-                    Status.OK if ok else Status.FAILED,
-                    "cosine_to_baseline",
-                    round(cos, 4),
-                    1.0,
-                    tol.embedding_cosine,
-                )
-            )
+        out = [_judge_embedding(row, obs, base, tol)]
     elif case.kind == "transcription":
-        ok = (obs.error_rate or 0) <= (base.error_rate or 0) + tol.wer_increase
-        out.append(
-            row(
-                Status.OK if ok else Status.FAILED,
-                "wer",
-                obs.error_rate,
-                base.error_rate,
-                tol.wer_increase,
-                obs.transcript or "",
-            )
-        )
+        out = [_judge_wer(row, obs, base.error_rate, tol)]
     else:
-        if obs.route != base.route:
-            out.append(
-                row(
-                    Status.FAILED,
-                    "route",
-                    ">".join(obs.route or []),
-                    ">".join(base.route or []),
-                    detail="router dispatched elsewhere",
-                )
-            )
-        elif base.similarity is not None:
-            sim = obs.similarity
-            ok = sim is not None and abs(sim - base.similarity) <= tol.similarity
-            out.append(
-                row(
-                    Status.OK if ok else Status.FAILED,
-                    "similarity",
-                    sim,
-                    round(base.similarity, 4),
-                    tol.similarity,
-                )
-            )
-        elif base.error_rate is not None:
-            ok = (obs.error_rate or 0) <= base.error_rate + tol.wer_increase
-            out.append(
-                row(
-                    Status.OK if ok else Status.FAILED,
-                    "wer",
-                    obs.error_rate,
-                    base.error_rate,
-                    tol.wer_increase,
-                    obs.transcript or "",
-                )
-            )
-        else:
-            out.append(row(Status.OK, "route", ">".join(obs.route or []), ">".join(base.route or [])))
-    if obs.latency_ms is not None and base.latency_ms is not None:
-        bound = base.latency_ms * tol.latency_ratio + tol.latency_slack_ms
-        slow = obs.latency_ms > bound
-        out.append(
-            row(
-                Status.DEGRADED if slow else Status.OK,
-                "latency_ms",
-                round(obs.latency_ms, 1),
-                round(base.latency_ms, 1),
-                round(bound, 1),
-                f"over {bound:.0f} ms" if slow else "",
-            )
-        )
-    return out
+        out = [_judge_router(row, obs, base, tol)]
+    latency = _judge_latency(row, obs, base, tol)
+    return out if latency is None else [*out, latency]
 
 
 def baseline_path(books: Runbooks, target: Target) -> Path:

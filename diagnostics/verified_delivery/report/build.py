@@ -33,8 +33,21 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diagnostics.pii import mask_pii
 from diagnostics.runbooks import RunbookError, load_runbooks
-from diagnostics.verified_delivery.report import sections as s
 from diagnostics.verified_delivery.report.load import Artifact, as_list, as_num, as_str, read_artifact
+from diagnostics.verified_delivery.report.sections.evidence import phase_view
+from diagnostics.verified_delivery.report.sections.formatting import fmt_s, fmt_ts
+from diagnostics.verified_delivery.report.sections.plots import (
+    drift_plots,
+    latency_plots,
+    similarity_plots,
+    wer_plots,
+)
+from diagnostics.verified_delivery.report.sections.regression import regression_view
+from diagnostics.verified_delivery.report.sections.response import (
+    action_view,
+    decision_view,
+    response_headline,
+)
 from diagnostics.verified_delivery.report.timeline import (
     DEFAULT_PHASES,
     PhaseSpan,
@@ -227,11 +240,11 @@ def _timeline_view(rows: Sequence[TimelineRow]) -> list[dict[str, str]]:
             {
                 "phase": r.phase,
                 "title": r.title,
-                "start": s.fmt_ts(r.start),
-                "end": s.fmt_ts(r.end) if r.end else ("running" if r.start else "n/a"),
+                "start": fmt_ts(r.start),
+                "end": fmt_ts(r.end) if r.end else ("running" if r.start else "n/a"),
                 "duration": format_duration(duration) if duration is not None else "n/a",
                 "deadline": (
-                    f"{s.fmt_ts(r.deadline)} (+{r.deadline_h:g} h)"
+                    f"{fmt_ts(r.deadline)} (+{r.deadline_h:g} h)"
                     if r.deadline is not None and r.deadline_h is not None
                     else (f"+{r.deadline_h:g} h" if r.deadline_h is not None else "none")
                 ),
@@ -241,6 +254,153 @@ def _timeline_view(rows: Sequence[TimelineRow]) -> list[dict[str, str]]:
             }
         )
     return out
+
+
+class _Reader:
+    """Reads the incident's artifacts and lists, in reading order, each one missing or malformed."""
+
+    def __init__(self, incident_dir: Path, problems: list[str]) -> None:
+        self.incident_dir = incident_dir
+        self.problems = problems
+
+    def read(self, rel: str, expected: bool = True) -> Artifact:
+        art = read_artifact(self.incident_dir, rel)
+        if art.state == "malformed" or (expected and art.state == "missing"):
+            self.problems.append(art.note())
+        return art
+
+
+def _incident_view(incident: Artifact, alert_started: datetime | None) -> dict[str, Any]:
+    """The alert section: what incident.json says about the alert and the run."""
+    inc = incident.data
+    return {
+        "state": incident.state,
+        "note": incident.note(),
+        "target": as_str(inc.get("target"), "unknown"),
+        "source": as_str(inc.get("source"), "unknown"),
+        "grade": as_str(inc.get("grade")) or "ungraded",
+        "escalated": inc.get("escalated") is True,
+        "dry_run": inc.get("dry_run") is True,
+        "alerts": ", ".join(as_str(a) for a in as_list(inc.get("alert_names"))) or "none (manual run)",
+        "alert_started_at": fmt_ts(alert_started),
+        "analysed_at": fmt_ts(_parse_ts(inc.get("analysed_at"))),
+        "window": fmt_s(inc.get("window_s")),
+        "suspected_version": as_str(inc.get("suspected_version")) or "none",
+    }
+
+
+def _evidence(reader: _Reader, sop: _Sop) -> tuple[list[dict[str, Any]], dict[str, dict[str, Artifact]]]:
+    """Each phase's evidence view, and the check artifacts read for it (phase -> check -> artifact)."""
+    incident_dir = reader.incident_dir
+    phases = []
+    titles = dict(sop.phases)
+    arts: dict[str, dict[str, Artifact]] = {}
+    for phase in (PHASE1, PHASE2):
+        names = _phase_checks(incident_dir, phase, sop.checks.get(phase, DEFAULT_CHECKS[phase]))
+        ran = (incident_dir / phase).is_dir()
+        # A phase that never ran is one problem, not one per check.
+        found = {n: reader.read(f"{phase}/{n}.json", expected=ran) for n in names}
+        phase_summary = reader.read(f"{phase}/summary.json", expected=ran)
+        if not ran:
+            reader.problems.append(f"{phase}/: no artifacts (the phase did not run or stored nothing)")
+        arts[phase] = found
+        phases.append(phase_view(phase, titles.get(phase, ""), names, found, phase_summary))
+    return phases, arts
+
+
+class _Plots:
+    """The charts of the evidence, the reasons a chart could not be drawn, and the WER table."""
+
+    def __init__(self, incident_dir: Path, arts: Mapping[str, Mapping[str, Artifact]]) -> None:
+        def source(phase: str, name: str) -> Artifact:
+            """A plot's artifact: the one read already, or read now when the SOP no longer lists its check."""
+            return arts[phase].get(name) or read_artifact(incident_dir, f"{phase}/{name}.json")
+
+        self.plots: dict[str, list[dict[str, str]]] = {}
+        self.notes: list[str] = []
+        self.plots["latency"], notes = latency_plots(source(PHASE1, "metrics_sla"))
+        self.notes.extend(notes)
+        self.plots["similarity"], notes = similarity_plots(source(PHASE2, "clip_consistency"))
+        self.notes.extend(notes)
+        self.plots["wer"], notes, self.wer_table = wer_plots(source(PHASE2, "asr_check"))
+        self.notes.extend(notes)
+        self.plots["drift"], notes = drift_plots(source(PHASE2, "drift"))
+        self.notes.extend(notes)
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.plots.values())
+
+    def context(self) -> dict[str, Any]:
+        """The template variables of the charts."""
+        return {
+            # The charts are built by diagnostics.verified_delivery.report.svg, which escapes every
+            # text it writes, from masked data: safe to insert as markup.
+            "plots": {k: [{**p, "svg": Markup(p["svg"])} for p in v] for k, v in self.plots.items()},  # noqa: S704
+            "plot_notes": self.notes,
+            "wer_table": self.wer_table,
+            "wer_versions": [k for k in (self.wer_table[0].keys() if self.wer_table else []) if k != "clip"],
+        }
+
+
+class _Outcome:
+    """The decisions, the response actions and the regression suite, and what the headline takes from them."""
+
+    def __init__(self, reader: _Reader) -> None:
+        fast = reader.read("decision/fast_decision.json", expected=False)
+        full = reader.read("decision/decision.json")
+        self.decisions = [
+            decision_view("full decision", full),
+            decision_view("fast-path decision", fast, collapsed=full.ok),
+        ]
+        self.response_arts = {
+            n: reader.read(f"response/{n}.json") for n in _response_names(reader.incident_dir)
+        }
+        self.actions = [action_view(n, a) for n, a in self.response_arts.items()]
+        self.headline = response_headline(self.actions, self.response_arts)
+        self.regression = regression_view(reader.read(REGRESSION, expected=False))
+        deciding = full if full.ok else fast if fast.ok else None
+        self.outcome = (as_str(deciding.data.get("outcome")) or None) if deciding else None
+        self.rule = (as_str(deciding.data.get("rule")) or None) if deciding else None
+
+    @property
+    def time_to_recover_s(self) -> float | None:
+        recovery = self.response_arts.get("recovery_verification")
+        if recovery is not None and recovery.ok and recovery.data.get("recovered") is True:
+            return as_num(recovery.data.get("time_to_recover_s"))
+        return None
+
+    def headline_view(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome or "no decision recorded",
+            "rule": self.rule or "n/a",
+            **self.headline,
+            "regression": _regression_headline(self.regression),
+        }
+
+
+def _summary(incident_id: str, res: _Outcome, rows: Sequence[TimelineRow], problems: Sequence[str]) -> str:
+    """The one-line summary (XCom, CLI, the report's top)."""
+    missed = [r.phase for r in rows if r.verdict == "missed"]
+    return (
+        f"{incident_id}: decision {res.outcome or 'none'}"
+        + (f" ({res.rule})" if res.rule else "")
+        + f"; action {res.headline['action']}; time to recover {res.headline['time_to_recover']}"
+        + (f"; deadline missed: {', '.join(missed)}" if missed else "")
+        + (f"; {len(problems)} artifact problem(s)" if problems else "")
+    )
+
+
+def _render(incident_dir: Path, context: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Render both templates and write them under ``<incident_dir>/report/``."""
+    env = environment()
+    html = env.get_template("report.html.j2").render(**context)
+    markdown = env.get_template("report.md.j2").render(**context)
+    out = incident_dir / REPORT_DIR
+    html_path, md_path = out / HTML_NAME, out / MD_NAME
+    _write_text(html_path, html)
+    _write_text(md_path, markdown)
+    return html_path, md_path
 
 
 def build_report(
@@ -263,65 +423,17 @@ def build_report(
     now = now or datetime.now(UTC)
     sop = _Sop(deadlines_h)
     problems: list[str] = [sop.problem] if sop.problem else []
+    reader = _Reader(incident_dir, problems)
 
-    def read(rel: str, expected: bool = True) -> Artifact:
-        art = read_artifact(incident_dir, rel)
-        if art.state == "malformed" or (expected and art.state == "missing"):
-            problems.append(art.note())
-        return art
-
-    incident = read("incident.json")
-    inc = incident.data
-    incident_id = as_str(inc.get("incident_id")) or incident_dir.name
-    alert_started = _parse_ts(inc.get("alert_started_at"))
+    incident = reader.read("incident.json")
+    incident_id = as_str(incident.data.get("incident_id")) or incident_dir.name
+    alert_started = _parse_ts(incident.data.get("alert_started_at"))
     if incident.ok and alert_started is None:
         problems.append("incident.json has no valid alert_started_at: deadlines cannot be judged")
-
-    # --- evidence, per phase ---
-    phases = []
-    plots: dict[str, list[dict[str, str]]] = {}
-    plot_notes: list[str] = []
-    titles = dict(sop.phases)
-    arts: dict[str, dict[str, Artifact]] = {}
-    for phase in (PHASE1, PHASE2):
-        names = _phase_checks(incident_dir, phase, sop.checks.get(phase, DEFAULT_CHECKS[phase]))
-        ran = (incident_dir / phase).is_dir()
-        # A phase that never ran is one problem, not one per check.
-        found = {n: read(f"{phase}/{n}.json", expected=ran) for n in names}
-        phase_summary = read(f"{phase}/summary.json", expected=ran)
-        if not ran:
-            problems.append(f"{phase}/: no artifacts (the phase did not run or stored nothing)")
-        arts[phase] = found
-        phases.append(s.phase_view(phase, titles.get(phase, ""), names, found, phase_summary))
-
-    def source(phase: str, name: str) -> Artifact:
-        """A plot's artifact: the one read above, or read now when the SOP no longer lists its check."""
-        return arts[phase].get(name) or read_artifact(incident_dir, f"{phase}/{name}.json")
-
-    plots["latency"], notes = s.latency_plots(source(PHASE1, "metrics_sla"))
-    plot_notes.extend(notes)
-    plots["similarity"], notes = s.similarity_plots(source(PHASE2, "clip_consistency"))
-    plot_notes.extend(notes)
-    plots["wer"], notes, wer_table = s.wer_plots(source(PHASE2, "asr_check"))
-    plot_notes.extend(notes)
-    plots["drift"], notes = s.drift_plots(source(PHASE2, "drift"))
-    plot_notes.extend(notes)
-
-    # --- decisions, response, regression ---
-    fast = read("decision/fast_decision.json", expected=False)
-    full = read("decision/decision.json")
-    decisions = [
-        s.decision_view("full decision", full),
-        s.decision_view("fast-path decision", fast, collapsed=full.ok),
-    ]
-    response_arts = {n: read(f"response/{n}.json") for n in _response_names(incident_dir)}
-    actions = [s.action_view(n, a) for n, a in response_arts.items()]
-    headline = s.response_headline(actions, response_arts)
-    regression = s.regression_view(read(REGRESSION, expected=False))
-    deciding = full if full.ok else fast if fast.ok else None
-    outcome = (as_str(deciding.data.get("outcome")) or None) if deciding else None
-    rule = (as_str(deciding.data.get("rule")) or None) if deciding else None
-
+    # The order of the reads below is the order of the report's list of problems.
+    phases, arts = _evidence(reader, sop)
+    plots = _Plots(incident_dir, arts)
+    res = _Outcome(reader)
     rows = timeline_rows(
         incident_dir,
         alert_started,
@@ -330,82 +442,42 @@ def build_report(
         timeline=timeline,
         now=now,
     )
-    recovery = response_arts.get("recovery_verification")
-    ttr = None
-    if recovery is not None and recovery.ok and recovery.data.get("recovered") is True:
-        ttr = as_num(recovery.data.get("time_to_recover_s"))
-    n_plots = sum(len(v) for v in plots.values())
-    missed = [r.phase for r in rows if r.verdict == "missed"]
-    summary = (
-        f"{incident_id}: decision {outcome or 'none'}"
-        + (f" ({rule})" if rule else "")
-        + f"; action {headline['action']}; time to recover {headline['time_to_recover']}"
-        + (f"; deadline missed: {', '.join(missed)}" if missed else "")
-        + (f"; {len(problems)} artifact problem(s)" if problems else "")
+    summary = _summary(incident_id, res, rows, problems)
+    html_path, md_path = _render(
+        incident_dir,
+        {
+            "incident_id": incident_id,
+            "incident": _incident_view(incident, alert_started),
+            "generated_at": fmt_ts(now.astimezone(UTC)),
+            "headline": res.headline_view(),
+            "timeline": _timeline_view(rows),
+            "timeline_given": timeline is not None,
+            "phases": phases,
+            "decisions": res.decisions,
+            "actions": res.actions,
+            "regression": res.regression,
+            **plots.context(),
+            "problems": problems,
+            "summary": summary,
+        },
     )
-    context: dict[str, Any] = {
-        "incident_id": incident_id,
-        "incident": {
-            "state": incident.state,
-            "note": incident.note(),
-            "target": as_str(inc.get("target"), "unknown"),
-            "source": as_str(inc.get("source"), "unknown"),
-            "grade": as_str(inc.get("grade")) or "ungraded",
-            "escalated": inc.get("escalated") is True,
-            "dry_run": inc.get("dry_run") is True,
-            "alerts": ", ".join(as_str(a) for a in as_list(inc.get("alert_names"))) or "none (manual run)",
-            "alert_started_at": s.fmt_ts(alert_started),
-            "analysed_at": s.fmt_ts(_parse_ts(inc.get("analysed_at"))),
-            "window": s.fmt_s(inc.get("window_s")),
-            "suspected_version": as_str(inc.get("suspected_version")) or "none",
-        },
-        "generated_at": s.fmt_ts(now.astimezone(UTC)),
-        "headline": {
-            "outcome": outcome or "no decision recorded",
-            "rule": rule or "n/a",
-            **headline,
-            "regression": _regression_headline(regression),
-        },
-        "timeline": _timeline_view(rows),
-        "timeline_given": timeline is not None,
-        "phases": phases,
-        "decisions": decisions,
-        "actions": actions,
-        "regression": regression,
-        # The charts are built by diagnostics.verified_delivery.report.svg, which escapes every
-        # text it writes, from
-        # masked data: safe to insert as markup.
-        "plots": {k: [{**p, "svg": Markup(p["svg"])} for p in v] for k, v in plots.items()},  # noqa: S704
-        "plot_notes": plot_notes,
-        "wer_table": wer_table,
-        "wer_versions": [k for k in (wer_table[0].keys() if wer_table else []) if k != "clip"],
-        "problems": problems,
-        "summary": summary,
-    }
-    env = environment()
-    html = env.get_template("report.html.j2").render(**context)
-    markdown = env.get_template("report.md.j2").render(**context)
-    out = incident_dir / REPORT_DIR
-    html_path, md_path = out / HTML_NAME, out / MD_NAME
-    _write_text(html_path, html)
-    _write_text(md_path, markdown)
     log.info(
         "report of %s: %s, %s (%d plots, %d problems)",
         incident_id,
         html_path,
         md_path,
-        n_plots,
+        plots.count,
         len(problems),
     )
     return ReportResult(
         incident_id=mask_pii(incident_id),
         html=html_path,
         markdown=md_path,
-        outcome=outcome,
-        rule=rule,
-        action=mask_pii(headline["action"]),
-        time_to_recover_s=ttr,
-        plots=n_plots,
+        outcome=res.outcome,
+        rule=res.rule,
+        action=mask_pii(res.headline["action"]),
+        time_to_recover_s=res.time_to_recover_s,
+        plots=plots.count,
         problems=[mask_pii(p) for p in problems],
         summary=mask_pii(summary),
     )

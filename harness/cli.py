@@ -174,7 +174,8 @@ def _demo_incident(stack: Any, fault: str, say: Callable[[str], None]) -> str | 
     if d:
         console.print(
             f"[bold]decision: {d.get('outcome')}[/bold] (rule {d.get('rule')}"
-            + (", fast path" if d.get("fast_path") else "")
+            + (", hard gate breach" if d.get("gate_breach") else "")
+            + (", no human needed" if d.get("acts_without_human") else "")
             + f"): {d.get('summary')}"
         )
     for name, r in inc.response.items():

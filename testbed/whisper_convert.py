@@ -251,81 +251,87 @@ def decode_alignment_heads(dump: str | bytes, n_head: int) -> list[tuple[int, in
     return [(int(i), int(j)) for i, j in np.argwhere(arr)]
 
 
-def ct2_to_openai(model: CT2Model) -> tuple[dict[str, int], dict[str, torch.Tensor], str]:
-    """Map CTranslate2 variables to (dims, openai state dict in fp16, alignment-heads dump)."""
-    from whisper.model import ModelDimensions, Whisper
+class _StateBuilder:
+    """Fills openai-whisper's state dict (fp16) from CTranslate2 variables, noting which were used."""
 
-    v = model.variables
-    dims = dims_from_ct2(model)
-    used: set[str] = set()
-    out: dict[str, torch.Tensor] = {}
+    def __init__(self, variables: Mapping[str, np.ndarray[Any, Any]]) -> None:
+        self.v = variables
+        self.used: set[str] = set()
+        self.out: dict[str, torch.Tensor] = {}
 
-    def get(name: str) -> np.ndarray[Any, Any]:
-        if name not in v:
+    def get(self, name: str) -> np.ndarray[Any, Any]:
+        if name not in self.v:
             raise ConversionError(f"CTranslate2 variable {name!r} missing")
-        used.add(name)
-        return v[name]
+        self.used.add(name)
+        return self.v[name]
 
-    def put(key: str, arr: np.ndarray[Any, Any]) -> None:
-        if key in out:
+    def put(self, key: str, arr: np.ndarray[Any, Any]) -> None:
+        if key in self.out:
             raise ConversionError(f"{key} filled twice")
-        out[key] = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float16))
+        self.out[key] = torch.from_numpy(np.ascontiguousarray(arr).astype(np.float16))
 
-    def linear(src: str, dst: str, bias: bool = True) -> None:
-        put(f"{dst}.weight", get(f"{src}/weight"))
+    def linear(self, src: str, dst: str, bias: bool = True) -> None:
+        self.put(f"{dst}.weight", self.get(f"{src}/weight"))
         if bias:
-            put(f"{dst}.bias", get(f"{src}/bias"))
+            self.put(f"{dst}.bias", self.get(f"{src}/bias"))
 
-    def norm(src: str, dst: str) -> None:
-        put(f"{dst}.weight", get(f"{src}/gamma"))
-        put(f"{dst}.bias", get(f"{src}/beta"))
+    def norm(self, src: str, dst: str) -> None:
+        self.put(f"{dst}.weight", self.get(f"{src}/gamma"))
+        self.put(f"{dst}.bias", self.get(f"{src}/beta"))
 
-    def split_fused(src: str, dsts: list[str], key_index: int) -> None:
-        w = get(f"{src}/weight")
-        b = get(f"{src}/bias")
+    def split_fused(self, src: str, dsts: list[str], key_index: int) -> None:
+        w = self.get(f"{src}/weight")
+        b = self.get(f"{src}/bias")
         ws = np.split(w, len(dsts), axis=0)
         bs = np.split(b, len(dsts), axis=0)
         for i, dst in enumerate(dsts):
-            put(f"{dst}.weight", ws[i])
+            self.put(f"{dst}.weight", ws[i])
             if i == key_index:
                 if np.any(bs[i] != 0):
                     raise ConversionError(f"{src}: key-projection bias slice is not zero")
             else:
-                put(f"{dst}.bias", bs[i])
+                self.put(f"{dst}.bias", bs[i])
 
-    def self_attn(src: str, dst: str) -> None:
-        split_fused(f"{src}/linear_0", [f"{dst}.query", f"{dst}.key", f"{dst}.value"], key_index=1)
-        linear(f"{src}/linear_1", f"{dst}.out")
+    def self_attn(self, src: str, dst: str) -> None:
+        self.split_fused(f"{src}/linear_0", [f"{dst}.query", f"{dst}.key", f"{dst}.value"], key_index=1)
+        self.linear(f"{src}/linear_1", f"{dst}.out")
 
-    def ffn(src: str, dst: str) -> None:
-        linear(f"{src}/linear_0", f"{dst}.mlp.0")
-        linear(f"{src}/linear_1", f"{dst}.mlp.2")
-        norm(f"{src}/layer_norm", f"{dst}.mlp_ln")
+    def ffn(self, src: str, dst: str) -> None:
+        self.linear(f"{src}/linear_0", f"{dst}.mlp.0")
+        self.linear(f"{src}/linear_1", f"{dst}.mlp.2")
+        self.norm(f"{src}/layer_norm", f"{dst}.mlp_ln")
 
-    # encoder
-    linear("encoder/conv1", "encoder.conv1")
-    linear("encoder/conv2", "encoder.conv2")
-    put("encoder.positional_embedding", get("encoder/position_encodings/encodings"))
-    for i in range(dims["n_audio_layer"]):
-        s, d = f"encoder/layer_{i}", f"encoder.blocks.{i}"
-        self_attn(f"{s}/self_attention", f"{d}.attn")
-        norm(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
-        ffn(f"{s}/ffn", d)
-    norm("encoder/layer_norm", "encoder.ln_post")
-    # decoder
-    put("decoder.token_embedding.weight", get("decoder/embeddings/weight"))
-    put("decoder.positional_embedding", get("decoder/position_encodings/encodings"))
-    for i in range(dims["n_text_layer"]):
-        s, d = f"decoder/layer_{i}", f"decoder.blocks.{i}"
-        self_attn(f"{s}/self_attention", f"{d}.attn")
-        norm(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
-        linear(f"{s}/attention/linear_0", f"{d}.cross_attn.query")
-        split_fused(f"{s}/attention/linear_1", [f"{d}.cross_attn.key", f"{d}.cross_attn.value"], key_index=0)
-        linear(f"{s}/attention/linear_2", f"{d}.cross_attn.out")
-        norm(f"{s}/attention/layer_norm", f"{d}.cross_attn_ln")
-        ffn(f"{s}/ffn", d)
-    norm("decoder/layer_norm", "decoder.ln")
+    def encoder(self, n_layer: int) -> None:
+        self.linear("encoder/conv1", "encoder.conv1")
+        self.linear("encoder/conv2", "encoder.conv2")
+        self.put("encoder.positional_embedding", self.get("encoder/position_encodings/encodings"))
+        for i in range(n_layer):
+            s, d = f"encoder/layer_{i}", f"encoder.blocks.{i}"
+            self.self_attn(f"{s}/self_attention", f"{d}.attn")
+            self.norm(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
+            self.ffn(f"{s}/ffn", d)
+        self.norm("encoder/layer_norm", "encoder.ln_post")
 
+    def decoder(self, n_layer: int) -> None:
+        self.put("decoder.token_embedding.weight", self.get("decoder/embeddings/weight"))
+        self.put("decoder.positional_embedding", self.get("decoder/position_encodings/encodings"))
+        for i in range(n_layer):
+            s, d = f"decoder/layer_{i}", f"decoder.blocks.{i}"
+            self.self_attn(f"{s}/self_attention", f"{d}.attn")
+            self.norm(f"{s}/self_attention/layer_norm", f"{d}.attn_ln")
+            self.linear(f"{s}/attention/linear_0", f"{d}.cross_attn.query")
+            self.split_fused(
+                f"{s}/attention/linear_1", [f"{d}.cross_attn.key", f"{d}.cross_attn.value"], key_index=0
+            )
+            self.linear(f"{s}/attention/linear_2", f"{d}.cross_attn.out")
+            self.norm(f"{s}/attention/layer_norm", f"{d}.cross_attn_ln")
+            self.ffn(f"{s}/ffn", d)
+        self.norm("decoder/layer_norm", "decoder.ln")
+
+
+def _check_all_mapped(model: CT2Model, used: set[str]) -> None:
+    """Raise unless every CTranslate2 variable was mapped or is a flag with openai-whisper's value."""
+    v = model.variables
     # The output projection is tied to the embeddings in both formats.
     proj = model.aliases.get("decoder/projection/weight")
     if proj is not None and proj != "decoder/embeddings/weight":
@@ -357,8 +363,12 @@ def ct2_to_openai(model: CT2Model) -> tuple[dict[str, int], dict[str, torch.Tens
     if unused:
         raise ConversionError(f"CTranslate2 variables not mapped: {unused}")
 
-    # Compare with what openai-whisper expects, key by key and shape by shape.
-    reference = Whisper(ModelDimensions(**dims)).state_dict()
+
+def _in_reference_order(
+    out: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """``out`` in openai's key order, after checking it against what openai-whisper expects, key by key
+    and shape by shape."""
     missing = sorted(set(reference) - set(out))
     extra = sorted(set(out) - set(reference))
     if missing or extra:
@@ -367,8 +377,11 @@ def ct2_to_openai(model: CT2Model) -> tuple[dict[str, int], dict[str, torch.Tens
     if bad:
         raise ConversionError(f"shape mismatch (key, converted, expected): {bad}")
     # keep openai's key order (deterministic and familiar)
-    state = {k: out[k] for k in reference}
+    return {k: out[k] for k in reference}
 
+
+def _alignment_dump(model: CT2Model, dims: Mapping[str, int]) -> str:
+    """The alignment heads of config.json as an ``_ALIGNMENT_HEADS``-style dump."""
     heads = model.config.get("alignment_heads")
     if not heads:
         raise ConversionError("config.json has no alignment_heads")
@@ -388,9 +401,21 @@ def ct2_to_openai(model: CT2Model) -> tuple[dict[str, int], dict[str, torch.Tens
         except ValueError:
             same = False
         if same:
-            dump = openai_dump.decode("ascii") if isinstance(openai_dump, bytes) else str(openai_dump)
-            break
-    return dims, state, dump
+            return openai_dump.decode("ascii") if isinstance(openai_dump, bytes) else str(openai_dump)
+    return dump
+
+
+def ct2_to_openai(model: CT2Model) -> tuple[dict[str, int], dict[str, torch.Tensor], str]:
+    """Map CTranslate2 variables to (dims, openai state dict in fp16, alignment-heads dump)."""
+    from whisper.model import ModelDimensions, Whisper
+
+    dims = dims_from_ct2(model)
+    builder = _StateBuilder(model.variables)
+    builder.encoder(dims["n_audio_layer"])
+    builder.decoder(dims["n_text_layer"])
+    _check_all_mapped(model, builder.used)
+    state = _in_reference_order(builder.out, Whisper(ModelDimensions(**dims)).state_dict())
+    return dims, state, _alignment_dump(model, dims)
 
 
 def save_checkpoint(checkpoint: Mapping[str, Any], path: Path) -> None:

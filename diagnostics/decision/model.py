@@ -135,8 +135,11 @@ class Decision(CheckResult):
     @classmethod
     def _derived_fields_are_not_input(cls, data: Any) -> Any:
         # acts_without_human is stored for readers of the JSON; read back, it is derived again.
-        if isinstance(data, dict) and "acts_without_human" in data:
+        # Decisions stored before gate_breach was named called it fast_path.
+        if isinstance(data, dict) and ("acts_without_human" in data or "fast_path" in data):
             data = {k: v for k, v in data.items() if k != "acts_without_human"}
+            if "fast_path" in data:
+                data.setdefault("gate_breach", data.pop("fast_path"))
         return data
 
     @computed_field  # type: ignore[prop-decorator]

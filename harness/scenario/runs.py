@@ -10,12 +10,13 @@ from typing import Any, Literal
 
 import httpx
 
+from diagnostics.incident import task_ids
 from diagnostics.intake.airflow_api import TERMINAL_RUN_STATES, AirflowApi, AirflowApiError
 from diagnostics.runbooks.decision import HUMAN_OPTIONS
 from harness.scenario.control import Say
 from harness.scenario.schema import Scenario
 
-DAG_ID = "incident_response"
+DAG_ID = task_ids.DAG_ID
 REGRESSION_DAG_ID = "triage24_regression"
 
 

@@ -405,7 +405,9 @@ def test_runbooks_are_rendered_and_linked(ui: Ui) -> None:
 
 
 def test_a_user_the_auth_manager_refuses_gets_403() -> None:
-    from triage24_ui import AccessDenied, Caller, UiConfig, create_ui_app
+    from triage24_ui import UiConfig, create_ui_app
+
+    from diagnostics.views.web.access import AccessDenied, Caller
 
     class NoRuns:
         def runs(self, limit: int) -> list[dict[str, Any]]:

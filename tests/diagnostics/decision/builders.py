@@ -12,7 +12,7 @@ from diagnostics.decision import (
     Phase1Evidence,
     VersionCounts,
 )
-from diagnostics.golden_window.metrics_sla import CanaryGateResult, combine_gates, evaluate_channel_gate
+from diagnostics.golden_window.canary_gate import CanaryGateResult, combine_gates, evaluate_channel_gate
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.schemas import CanaryGates, Channel

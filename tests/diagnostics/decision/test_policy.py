@@ -550,3 +550,10 @@ def test_a_stored_decision_reads_back_with_its_derived_rule() -> None:
     assert stored["acts_without_human"] is True and "fast_path" not in stored
     again = Decision.model_validate(stored)
     assert again == d and again.acts_without_human
+
+
+def test_a_decision_stored_before_gate_breach_was_named_still_reads() -> None:
+    stored = decide(healthy(), POLICY).model_dump(mode="json")
+    stored.pop("gate_breach")
+    stored["fast_path"] = True
+    assert Decision.model_validate(stored).gate_breach is True

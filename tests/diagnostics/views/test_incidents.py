@@ -1,4 +1,4 @@
-"""The Incidents view's data (diagnostics.views.incidents), from plain run / task dicts and artifacts
+"""The Incidents view's data (diagnostics.views), from plain run / task dicts and artifacts
 written by the pipeline's own code: the incident, phase summaries of real findings, a real decision,
 a real recovery verification and a real sealed audit bundle.
 
@@ -27,6 +27,12 @@ from diagnostics.runbooks.schemas import Sop
 from diagnostics.verified_delivery.audit.chain import seal_incident
 from diagnostics.verified_delivery.audit.keys import AuditKey
 from diagnostics.views import incidents as view
+from diagnostics.views.artifacts import ArtifactNotFound, artifact_file
+from diagnostics.views.bundles import bundles_of
+from diagnostics.views.formatting import format_duration, format_time
+from diagnostics.views.models import IncidentList
+from diagnostics.views.runbooks import RunbookNotFound, render_runbook, runbook_names
+from diagnostics.views.timeline import phase_of_task
 from tests.conftest import REPO
 from tests.diagnostics.decision.builders import POLICY, healthy
 
@@ -493,7 +499,7 @@ def test_unreadable_evidence_is_listed_and_never_breaks_the_page(root: Path) -> 
     )
     assert odd.row.target == "<b>x</b>" and odd.row.status == "queued" and odd.incident is None
     assert odd.problems == ["run id '../../etc' cannot name an artifact folder: no evidence shown"]
-    assert view.bundles_of(root, "..") == []
+    assert bundles_of(root, "..") == []
 
 
 def test_airflow_enum_states_and_missing_fields_are_accepted(root: Path) -> None:
@@ -511,14 +517,14 @@ def test_airflow_enum_states_and_missing_fields_are_accepted(root: Path) -> None
 
 
 def test_tasks_map_to_the_sop_phases() -> None:
-    assert view.phase_of_task("open_incident", SOP) == "intake"
-    assert view.phase_of_task("golden_window.metrics_sla", SOP) == "golden_window"
-    assert view.phase_of_task("fast_path.rollback_now", SOP) == "golden_window"
-    assert view.phase_of_task("deep_diagnosis.drift", SOP) == "deep_diagnosis"
-    assert view.phase_of_task("decision.human_gate_L4", SOP) == "decision"
-    assert view.phase_of_task("response.verify_recovery", SOP) == "verified_delivery"
-    assert view.phase_of_task("verified_delivery.diff_report", SOP) == "verified_delivery"
-    assert view.phase_of_task("something_new", SOP) == "verified_delivery"
+    assert phase_of_task("open_incident", SOP) == "intake"
+    assert phase_of_task("golden_window.metrics_sla", SOP) == "golden_window"
+    assert phase_of_task("fast_path.rollback_now", SOP) == "golden_window"
+    assert phase_of_task("deep_diagnosis.drift", SOP) == "deep_diagnosis"
+    assert phase_of_task("decision.human_gate_L4", SOP) == "decision"
+    assert phase_of_task("response.verify_recovery", SOP) == "verified_delivery"
+    assert phase_of_task("verified_delivery.diff_report", SOP) == "verified_delivery"
+    assert phase_of_task("something_new", SOP) == "verified_delivery"
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -531,7 +537,7 @@ def test_artifact_files_never_leave_their_folder(tmp_path: Path) -> None:
     (tmp_path / "secret.txt").write_text("outside")
     (base / "run" / "escape.html").symlink_to(tmp_path / "secret.txt")
     (base / "run" / ".hidden").write_text("x")
-    assert view.artifact_file(base, "run", "report", "report.html").read_text() == "ok"
+    assert artifact_file(base, "run", "report", "report.html").read_text() == "ok"
     for parts in [
         ("..", "secret.txt"),
         ("run", "..", "..", "secret.txt"),
@@ -543,23 +549,23 @@ def test_artifact_files_never_leave_their_folder(tmp_path: Path) -> None:
         ("",),
         ("run", "a\0b"),
     ]:
-        with pytest.raises(view.ArtifactNotFound):
-            view.artifact_file(base, *parts)
+        with pytest.raises(ArtifactNotFound):
+            artifact_file(base, *parts)
 
 
 # --- runbooks -------------------------------------------------------------------------------------
 
 
 def test_the_runbooks_render_as_html() -> None:
-    names = view.runbook_names(RUNBOOKS)
+    names = runbook_names(RUNBOOKS)
     assert {"model_not_loaded.md", "sop.md", "http_5xx_burst.md"} <= set(names)
-    html = view.render_runbook(RUNBOOKS, "model_not_loaded.md")
+    html = render_runbook(RUNBOOKS, "model_not_loaded.md")
     first_heading = next(line for line in (RUNBOOKS / "model_not_loaded.md").read_text().splitlines()
                          if line.startswith("# "))  # fmt: skip
     assert f"<h1>{first_heading[2:].strip()}</h1>" in html.replace("&quot;", '"')
     for name in ("../pyproject.toml", "sop.yaml", ".md", "no_such.md", "a/b.md"):
-        with pytest.raises(view.RunbookNotFound):
-            view.render_runbook(RUNBOOKS, name)
+        with pytest.raises(RunbookNotFound):
+            render_runbook(RUNBOOKS, name)
 
 
 def test_raw_html_and_script_links_in_a_runbook_stay_text(tmp_path: Path) -> None:
@@ -567,7 +573,7 @@ def test_raw_html_and_script_links_in_a_runbook_stay_text(tmp_path: Path) -> Non
         "# Fix\n\n<script>alert(1)</script>\n\n[click](javascript:alert(1)) [ok](sop.md)\n\n"
         "| a | b |\n|---|---|\n| 1 | 2 |\n"
     )
-    html = view.render_runbook(tmp_path, "evil.md")
+    html = render_runbook(tmp_path, "evil.md")
     assert "<script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert 'href="javascript:' not in html and '<a href="sop.md">ok</a>' in html
     assert "<table>" in html and "<td>1</td>" in html
@@ -576,15 +582,15 @@ def test_raw_html_and_script_links_in_a_runbook_stay_text(tmp_path: Path) -> Non
 def test_durations_and_times_read_well() -> None:
     cases = {None: "—", 0.25: "250 ms", 4.25: "4.2 s", 42: "42 s", 185: "3 min 05 s", 7620: "2 h 07 min",
              93600: "1 d 02 h", -30: "-30 s"}  # fmt: skip
-    assert {k: view.format_duration(k) for k in cases} == cases
-    assert view.format_time(datetime(2026, 3, 1, 3, 4, 5, tzinfo=UTC)) == "2026-03-01 03:04:05Z"
-    assert view.format_time(None) == "—"
+    assert {k: format_duration(k) for k in cases} == cases
+    assert format_time(datetime(2026, 3, 1, 3, 4, 5, tzinfo=UTC)) == "2026-03-01 03:04:05Z"
+    assert format_time(None) == "—"
 
 
 def test_the_models_are_the_json_of_the_data_routes(root: Path) -> None:
     runs, by_run = _three(root)
     data = view.list_incidents(runs, by_run, root, SOP, now=NOW)
-    again = view.IncidentList.model_validate_json(data.model_dump_json())
+    again = IncidentList.model_validate_json(data.model_dump_json())
     assert again == data
     assert os.fspath(root)  # the artifact root is never part of the JSON
     assert str(root) not in data.model_dump_json()

@@ -1,11 +1,14 @@
 # The two commands of the README. Both set everything up first (idempotent).
-.PHONY: demo test setup setup-dev down status
+.PHONY: demo test check setup setup-dev down status
 
 demo: setup           ## set up, start the local stack and run the main job end to end
 	.venv/bin/triage24 demo
 
 test: setup-dev       ## set up and run every check CI runs
 	scripts/test.sh
+
+check:                ## the fast loop: lint, format, types, unit tests (no servers, no models), ~3 min
+	scripts/check.sh
 
 setup:
 	scripts/setup.sh

@@ -57,7 +57,9 @@ def decision_view(label: str, art: Artifact, *, collapsed: bool = False) -> dict
             "rule": as_str(d.get("rule"), "unknown"),
             "rule_description": as_str(d.get("rule_description")),
             "summary": clip(as_str(d.get("summary"))),
-            "fast_path": d.get("fast_path") is True,
+            # decisions stored before gate_breach was named so called it fast_path
+            "gate_breach": d.get("gate_breach", d.get("fast_path")) is True,
+            "acts_without_human": d.get("acts_without_human") is True,
             "needs_human": d.get("needs_human") is True,
             "human_gate": (
                 f"default {as_str(gate.get('choice'), '?')} after {fmt_s(gate.get('timeout_s'))}"

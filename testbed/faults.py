@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from diagnostics.pii import cn_id_check_char, luhn_valid
+
 CHANNELS = ("text", "image", "audio", "router")
 MODULES = ("llm", "embedding", "multimodal_router", "audio_processor")
 
@@ -360,38 +362,11 @@ def add_noise_snr(audio: np.ndarray, snr_db: float, seed: int | None = None) -> 
 
 # Region codes (first 6 digits) of real Chinese administrative divisions.
 _CN_REGIONS = ("110105", "310104", "440305", "330106", "510107", "420106", "320102", "500103")
-_CN_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_CN_CHECK = "10X98765432"
-
-
-def cn_id_check_digit(first17: str) -> str:
-    """ISO 7064 MOD 11-2 check character of a Chinese resident ID number (GB 11643-1999)."""
-    total = sum(int(c) * w for c, w in zip(first17, _CN_WEIGHTS, strict=True))
-    return _CN_CHECK[total % 11]
-
-
-def cn_id_valid(number: str) -> bool:
-    return (
-        len(number) == 18 and number[:17].isdigit() and cn_id_check_digit(number[:17]) == number[17].upper()
-    )
-
-
-def luhn_valid(number: str) -> bool:
-    digits = [int(c) for c in number if c.isdigit()]
-    if len(digits) < 12:
-        return False
-    total = 0
-    for i, d in enumerate(reversed(digits)):
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
 
 
 def luhn_complete(prefix: str) -> str:
-    """Append the Luhn check digit to ``prefix``."""
+    """Append the Luhn check digit to ``prefix`` (the check is the one the PII masker applies; its
+    tests pin it to published test card numbers)."""
     for check in "0123456789":
         if luhn_valid(prefix + check):
             return prefix + check
@@ -422,7 +397,7 @@ def make_pii(rng: random.Random) -> PiiSample:
     day = rng.randint(1, 28)
     seq = f"{rng.randint(0, 999):03d}"
     first17 = f"{rng.choice(_CN_REGIONS)}{year:04d}{month:02d}{day:02d}{seq}"
-    cn_id = first17 + cn_id_check_digit(first17)
+    cn_id = first17 + cn_id_check_char(first17)
     user = rng.choice(["wang.wei", "li.na", "zhang.min", "alice", "bob.smith", "chen.jie"])
     email = (
         f"{user}{rng.randint(1, 999)}@{rng.choice(['example.com', 'mail.example.cn', 'corp.example.org'])}"

@@ -148,14 +148,14 @@ def test_add_noise_reaches_the_snr() -> None:
 
 
 def test_pii_generators_are_valid() -> None:
-    assert F.cn_id_valid("11010519491231002X")  # the GB 11643 worked example
-    assert not F.cn_id_valid("110105194912310021")
-    assert F.luhn_valid("4111111111111111") and not F.luhn_valid("4111111111111112")
+    # The checks are the PII masker's (diagnostics.pii), pinned to published examples in test_pii.py.
+    from diagnostics.pii import cn_id_valid, luhn_valid
+
     rng = random.Random(5)
     for _ in range(200):
         s = F.make_pii(rng)
         assert re.fullmatch(r"1[3-9]\d{9}", s.cn_phone)
-        assert F.cn_id_valid(s.cn_id)
+        assert cn_id_valid(s.cn_id)
         assert re.fullmatch(r"[\w.]+@[\w.]+\.\w+", s.email)
-        assert len(s.card) == 16 and F.luhn_valid(s.card)
+        assert len(s.card) == 16 and luhn_valid(s.card)
         assert s.cn_phone in s.as_text() and s.card in s.as_text()

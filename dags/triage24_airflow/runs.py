@@ -3,7 +3,6 @@ run's conf merged with the trigger form's Params, the evidence sources, who deci
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from diagnostics.golden_window.phase import EvidenceSources, open_incident
@@ -16,9 +15,9 @@ from triage24_airflow.connections import evidence_sources
 FORM_KEYS = ("window_minutes", "dry_run")
 
 
-@functools.cache
 def books() -> Runbooks:
-    """The runbooks, read and validated once per process (a DAG parse, a task), not once per use."""
+    """The runbooks: read and validated once per process while their files and the environment stay
+    the same (load_runbooks keeps the load), so a changed runbook is seen at the next parse."""
     return load_runbooks()
 
 

@@ -60,7 +60,8 @@ def _incident(args: argparse.Namespace) -> Any:
 
 def run_phase2(args: argparse.Namespace, names: list[str]) -> int:
     """Run phase-2 checks now (the DAG's code), show them, optionally write the XCom file."""
-    from diagnostics.deep_diagnosis.base import DeepContext, run_check
+    from diagnostics.deep_diagnosis.base import DeepContext
+    from diagnostics.deep_diagnosis.runner import run_check
     from diagnostics.golden_window.phase import EvidenceSources
     from diagnostics.runbooks import load_runbooks
 
@@ -117,8 +118,9 @@ def run_phase2(args: argparse.Namespace, names: list[str]) -> int:
 
 def cmd_baseline(args: argparse.Namespace) -> int:
     """Record the healthy baselines of phase-2 checks from one version (review the diff, then commit)."""
-    from diagnostics.deep_diagnosis.base import DeepContext, record_baselines
+    from diagnostics.deep_diagnosis.base import DeepContext
     from diagnostics.deep_diagnosis.phase import phase_checks
+    from diagnostics.deep_diagnosis.runner import record_baselines
     from diagnostics.runbooks import load_runbooks
 
     books = load_runbooks()

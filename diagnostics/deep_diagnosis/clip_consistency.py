@@ -110,27 +110,119 @@ def measure(ctx: DeepContext, version: str, th: Thresholds) -> Measurement:
     return m
 
 
-def judge(
-    ctx: DeepContext, version: str, m: Measurement, base: Measurement | None, th: Thresholds
-) -> VersionOutcome:
-    findings: list[Finding] = []
-    fail: list[str] = []
-    if m.image_dim != m.text_dim:
-        evidence = (
-            f"image embeddings are {m.image_dim}-d, text embeddings {m.text_dim}-d: no cosine between them"
-        )
-        findings.append(
+def _dim_mismatch(ctx: DeepContext, version: str, m: Measurement) -> VersionOutcome:
+    """Image and text embeddings of different sizes: nothing to compare, the version failed."""
+    evidence = f"image embeddings are {m.image_dim}-d, text embeddings {m.text_dim}-d: no cosine between them"
+    return VersionOutcome(
+        version=version,
+        status=Status.FAILED,
+        summary=evidence,
+        figures={"image_dim": m.image_dim, "text_dim": m.text_dim},
+        findings=[
             finding(
                 ctx, CHECK, "embedding_dim_mismatch", evidence, version=version, title="", channel="image"
             )
+        ],
+    )
+
+
+def _below_bounds(margin: float, recall: dict[str, float], th: Thresholds) -> list[str]:
+    """The absolute bounds the margin and the recalls fall below."""
+    fail: list[str] = []
+    if margin < th.min_margin:
+        fail.append(f"margin {margin:.3f} < {th.min_margin:g}")
+    if recall["i2t@1"] < th.min_recall_at_1 or recall["t2i@1"] < th.min_recall_at_1:
+        fail.append(
+            f"Recall@1 i2t {recall['i2t@1']:.2f} / t2i {recall['t2i@1']:.2f} < {th.min_recall_at_1:g}"
         )
-        return VersionOutcome(
-            version=version,
-            status=Status.FAILED,
-            summary=evidence,
-            figures={"image_dim": m.image_dim, "text_dim": m.text_dim},
-            findings=findings,
+    if recall["i2t@5"] < th.min_recall_at_5 or recall["t2i@5"] < th.min_recall_at_5:
+        fail.append(
+            f"Recall@5 i2t {recall['i2t@5']:.2f} / t2i {recall['t2i@5']:.2f} < {th.min_recall_at_5:g}"
         )
+    return fail
+
+
+def _fell_from_baseline(
+    m: Measurement,
+    margin: float,
+    base: Measurement,
+    base_margin: float,
+    th: Thresholds,
+    broken: dict[str, list[str]],
+) -> list[str]:
+    """What fell too far from the baseline; each pair whose cosine fell is added to ``broken``."""
+    fail: list[str] = []
+    if base_margin - margin > th.max_margin_drop:
+        fail.append(f"margin fell {base_margin:.3f} -> {margin:.3f} (> {th.max_margin_drop:g})")
+    drop = base.recall.get("i2t@1", 0) - m.recall["i2t@1"]
+    if drop > th.max_recall_drop:
+        fail.append(f"Recall@1 i2t fell {base.recall['i2t@1']:.2f} -> {m.recall['i2t@1']:.2f}")
+    for sid, now, then in zip(m.ids, m.matched_cosine, base.matched_cosine, strict=True):
+        if then - now > th.sample_cosine_drop:
+            broken.setdefault(sid, []).append(f"pair cosine {then:.3f} -> {now:.3f}")
+    return fail
+
+
+def _moved_from_reference(
+    m: Measurement, th: Thresholds, figures: dict[str, object], broken: dict[str, list[str]]
+) -> dict[str, int]:
+    """Per side, how many service embeddings are too far from the reference encoder's (each is added to
+    ``broken``); each side's minimum cosine goes into ``figures``."""
+    moved: dict[str, int] = {}
+    for kind, cos in (("image", m.reference_image_cosine), ("text", m.reference_text_cosine)):
+        if cos is None:
+            continue
+        figures[f"reference_{kind}_cosine_min"] = round(min(cos), 4)
+        moved[kind] = 0
+        for sid, c in zip(m.ids, cos, strict=True):
+            if c < th.min_reference_cosine:
+                broken.setdefault(sid, []).append(f"{kind} vs reference {c:.3f}")
+                moved[kind] += 1
+    return moved
+
+
+def _misalignment_finding(
+    ctx: DeepContext,
+    version: str,
+    evidence: str,
+    failed: bool,
+    space_shift: bool,
+    moved: dict[str, int],
+    samples: int,
+    th: Thresholds,
+) -> Finding:
+    """The finding of a misaligned version; a shifted space is drift's consequence, so only medium."""
+    if space_shift:
+        evidence = (
+            f"image and text embeddings both moved from the reference encoder's ({moved['image']} and "
+            f"{moved['text']} of {samples} below {th.min_reference_cosine:g}): the embedding space "
+            "shifted (see drift), not the images away from the texts; " + evidence
+        )
+    return finding(
+        ctx,
+        CHECK,
+        "image_text_misalignment",
+        evidence,
+        version=version,
+        title="CLIP image and text embeddings no longer agree on the golden pairs",
+        severity="high" if failed and not space_shift else "medium",
+        component="embedding",
+        action=(
+            "both encoders moved: follow the drift finding; compare the canary's CLIP weights and "
+            "inputs with stable's, roll back the canary if its image-text margin collapsed"
+            if space_shift
+            else "compare the canary's image encoder weights and preprocessing with stable's; "
+            "roll back the canary if its image-text margin collapsed"
+        ),
+        channel="image",
+    )
+
+
+def judge(
+    ctx: DeepContext, version: str, m: Measurement, base: Measurement | None, th: Thresholds
+) -> VersionOutcome:
+    if m.image_dim != m.text_dim:
+        return _dim_mismatch(ctx, version, m)
     assert m.margin is not None
     figures: dict[str, object] = {
         "margin": round(m.margin, 4),
@@ -141,37 +233,12 @@ def judge(
         "mismatched_hist": m.mismatched_hist,
         "hist_edges": HIST_EDGES,
     }
-    if m.margin < th.min_margin:
-        fail.append(f"margin {m.margin:.3f} < {th.min_margin:g}")
-    if m.recall["i2t@1"] < th.min_recall_at_1 or m.recall["t2i@1"] < th.min_recall_at_1:
-        fail.append(
-            f"Recall@1 i2t {m.recall['i2t@1']:.2f} / t2i {m.recall['t2i@1']:.2f} < {th.min_recall_at_1:g}"
-        )
-    if m.recall["i2t@5"] < th.min_recall_at_5 or m.recall["t2i@5"] < th.min_recall_at_5:
-        fail.append(
-            f"Recall@5 i2t {m.recall['i2t@5']:.2f} / t2i {m.recall['t2i@5']:.2f} < {th.min_recall_at_5:g}"
-        )
+    fail = _below_bounds(m.margin, m.recall, th)
     broken: dict[str, list[str]] = {}
-    moved: dict[str, int] = {}
     if base is not None and base.margin is not None and base.ids == m.ids:
         figures["baseline_margin"] = round(base.margin, 4)
-        if base.margin - m.margin > th.max_margin_drop:
-            fail.append(f"margin fell {base.margin:.3f} -> {m.margin:.3f} (> {th.max_margin_drop:g})")
-        drop = base.recall.get("i2t@1", 0) - m.recall["i2t@1"]
-        if drop > th.max_recall_drop:
-            fail.append(f"Recall@1 i2t fell {base.recall['i2t@1']:.2f} -> {m.recall['i2t@1']:.2f}")
-        for sid, now, then in zip(m.ids, m.matched_cosine, base.matched_cosine, strict=True):
-            if then - now > th.sample_cosine_drop:
-                broken.setdefault(sid, []).append(f"pair cosine {then:.3f} -> {now:.3f}")
-    for kind, cos in (("image", m.reference_image_cosine), ("text", m.reference_text_cosine)):
-        if cos is None:
-            continue
-        figures[f"reference_{kind}_cosine_min"] = round(min(cos), 4)
-        moved[kind] = 0
-        for sid, c in zip(m.ids, cos, strict=True):
-            if c < th.min_reference_cosine:
-                broken.setdefault(sid, []).append(f"{kind} vs reference {c:.3f}")
-                moved[kind] += 1
+        fail += _fell_from_baseline(m, m.margin, base, base.margin, th, broken)
+    moved = _moved_from_reference(m, th, figures, broken)
     figures["moved_from_reference"] = moved
     # both sides moved: the space shifted (drift), not the images away from the texts
     space_shift = bool(m.ids) and all(
@@ -192,33 +259,12 @@ def judge(
         status = Status.OK
     named = ", ".join(f"{sid} ({'; '.join(why)})" for sid, why in sorted(broken.items())[:8])
     head = f"margin {m.margin:.3f}, R@1 i2t {m.recall['i2t@1']:.2f} t2i {m.recall['t2i@1']:.2f}"
+    findings: list[Finding] = []
     if status is not Status.OK:
         evidence = head + ("; " + "; ".join(fail) if fail else "") + (f"; broken: {named}" if named else "")
-        if space_shift:
-            evidence = (
-                f"image and text embeddings both moved from the reference encoder's ({moved['image']} and "
-                f"{moved['text']} of {len(m.ids)} below {th.min_reference_cosine:g}): the embedding space "
-                "shifted (see drift), not the images away from the texts; " + evidence
-            )
+        failed = status is Status.FAILED
         findings.append(
-            finding(
-                ctx,
-                CHECK,
-                "image_text_misalignment",
-                evidence,
-                version=version,
-                title="CLIP image and text embeddings no longer agree on the golden pairs",
-                severity="high" if status is Status.FAILED and not space_shift else "medium",
-                component="embedding",
-                action=(
-                    "both encoders moved: follow the drift finding; compare the canary's CLIP weights and "
-                    "inputs with stable's, roll back the canary if its image-text margin collapsed"
-                    if space_shift
-                    else "compare the canary's image encoder weights and preprocessing with stable's; "
-                    "roll back the canary if its image-text margin collapsed"
-                ),
-                channel="image",
-            )
+            _misalignment_finding(ctx, version, evidence, failed, space_shift, moved, len(m.ids), th)
         )
     summary = (
         head

@@ -42,14 +42,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diagnostics.incident.results import CheckResult, Finding, Status
 from diagnostics.runbooks.schemas import Channel, Component, DriftThresholds, Severity
-from diagnostics.stats.drift import (
-    BoolArray,
-    FloatArray,
-    bh_adjust,
-    bonferroni_adjust,
-    column_stats,
-    column_std,
-)
+from diagnostics.stats.arrays import BoolArray, FloatArray
+from diagnostics.stats.drift import column_stats, column_std
+from diagnostics.stats.multiple_testing import bh_adjust, bonferroni_adjust
 from diagnostics.stats.projection import Projection, ProjectionKind, fit_projection
 
 CHECK: Literal["drift"] = "drift"

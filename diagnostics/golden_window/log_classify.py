@@ -203,38 +203,29 @@ def _add_sample(samples: list[str], keys: set[str], record: LogRecord, limit: in
     samples.append(format_sample(record))
 
 
-def classify_logs(
-    records: Iterable[LogRecord],
-    matrix: PriorityMatrix,
-    *,
-    top_paths: int = 5,
-    samples: int = 3,
-    classify_level: str = "WARNING",
-) -> LogClassification:
-    """Count each matrix problem's lines, the unclassified errors, and the failing request paths."""
-    accs = [_ProblemAcc(p, _compile(p)) for p in matrix.problems]
-    floor = LEVELS.get(classify_level.upper(), LEVELS["WARNING"])
-    unclassified = UnclassifiedErrors()
-    unclassified_keys: set[str] = set()
-    levels: Counter[str] = Counter()
-    versions: Counter[str] = Counter()
-    traces: dict[str, list[_Hop]] = {}
-    failing: set[str] = set()
-    lines = 0
+@dataclass
+class _Tally:
+    """What one pass over the records counts besides the problems: lines, levels, traces, the rest."""
+
+    unclassified: UnclassifiedErrors = field(default_factory=UnclassifiedErrors)
+    unclassified_keys: set[str] = field(default_factory=set)
+    levels: Counter[str] = field(default_factory=Counter)
+    versions: Counter[str] = field(default_factory=Counter)
+    traces: dict[str, list[_Hop]] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    lines: int = 0
     first_ts: datetime | None = None
     last_ts: datetime | None = None
 
-    for rec in records:
-        lines += 1
-        levels[rec.level] += 1
-        versions[rec.version or "-"] += 1
-        first_ts = rec.ts if first_ts is None or rec.ts < first_ts else first_ts
-        last_ts = rec.ts if last_ts is None or rec.ts > last_ts else last_ts
-        status = rec.status
-        is_failure = rec.level_no >= _ERROR or (status is not None and status >= 500)
-
+    def add(self, rec: LogRecord, status: int | None, is_failure: bool) -> None:
+        """Count every line, and hold each traced one for the failing paths."""
+        self.lines += 1
+        self.levels[rec.level] += 1
+        self.versions[rec.version or "-"] += 1
+        self.first_ts = rec.ts if self.first_ts is None or rec.ts < self.first_ts else self.first_ts
+        self.last_ts = rec.ts if self.last_ts is None or rec.ts > self.last_ts else self.last_ts
         if rec.trace_id:
-            traces.setdefault(rec.trace_id, []).append(
+            self.traces.setdefault(rec.trace_id, []).append(
                 _Hop(
                     rec.ts,
                     rec.version,
@@ -247,42 +238,48 @@ def classify_logs(
                 )
             )
             if is_failure:
-                failing.add(rec.trace_id)
+                self.failing.add(rec.trace_id)
 
-        if rec.level_no < floor and not is_failure:
+    def add_unclassified(self, rec: LogRecord, samples: int) -> None:
+        u = self.unclassified
+        u.count += 1
+        u.first_seen = rec.ts if u.first_seen is None or rec.ts < u.first_seen else u.first_seen
+        u.last_seen = rec.ts if u.last_seen is None or rec.ts > u.last_seen else u.last_seen
+        u.versions[rec.version or "-"] = u.versions.get(rec.version or "-", 0) + 1
+        _add_sample(u.samples, self.unclassified_keys, rec, samples)
+
+
+def _match_problems(accs: list[_ProblemAcc], rec: LogRecord, samples: int) -> bool:
+    """Count ``rec`` for every problem whose keywords it matches; whether any did."""
+    text = rec.text()
+    matched = False
+    for acc in accs:
+        if acc.pattern.search(text) is None:
             continue
-        text = rec.text()
-        matched = False
-        for acc in accs:
-            if acc.pattern.search(text) is None:
-                continue
-            matched = True
-            acc.count += 1
-            acc.first = rec.ts if acc.first is None or rec.ts < acc.first else acc.first
-            acc.last = rec.ts if acc.last is None or rec.ts > acc.last else acc.last
-            acc.versions[rec.version or "-"] += 1
-            acc.channels[rec.channel or "-"] += 1
-            acc.where[f"{rec.version or '-'}/{rec.channel or '-'}"] += 1
-            served = rec.field_str("upstream") if rec.version == _GATEWAY else rec.version
-            if served:
-                acc.served_by[served] += 1
-            if module := rec.field_str("module"):
-                acc.modules[module] += 1
-            _add_sample(acc.samples, acc.sample_keys, rec, samples)
-        if not matched and is_failure:
-            u = unclassified
-            u.count += 1
-            u.first_seen = rec.ts if u.first_seen is None or rec.ts < u.first_seen else u.first_seen
-            u.last_seen = rec.ts if u.last_seen is None or rec.ts > u.last_seen else u.last_seen
-            u.versions[rec.version or "-"] = u.versions.get(rec.version or "-", 0) + 1
-            _add_sample(u.samples, unclassified_keys, rec, samples)
+        matched = True
+        acc.count += 1
+        acc.first = rec.ts if acc.first is None or rec.ts < acc.first else acc.first
+        acc.last = rec.ts if acc.last is None or rec.ts > acc.last else acc.last
+        acc.versions[rec.version or "-"] += 1
+        acc.channels[rec.channel or "-"] += 1
+        acc.where[f"{rec.version or '-'}/{rec.channel or '-'}"] += 1
+        served = rec.field_str("upstream") if rec.version == _GATEWAY else rec.version
+        if served:
+            acc.served_by[served] += 1
+        if module := rec.field_str("module"):
+            acc.modules[module] += 1
+        _add_sample(acc.samples, acc.sample_keys, rec, samples)
+    return matched
 
+
+def _problem_hits(accs: list[_ProblemAcc], matrix: PriorityMatrix) -> list[ProblemHits]:
+    """The problems seen, most severe first, then in matrix order."""
     order = {p.id: i for i, p in enumerate(matrix.problems)}
     found = sorted(
         (a for a in accs if a.count),
         key=lambda a: (SEVERITY_RANK[a.problem.severity], order[a.problem.id]),
     )
-    problems = [
+    return [
         ProblemHits(
             id=a.problem.id,
             title=a.problem.title,
@@ -302,19 +299,43 @@ def classify_logs(
         )
         for a in found
     ]
-    paths, failing_modules = _trace_paths({t: traces[t] for t in failing}, top_paths)
+
+
+def classify_logs(
+    records: Iterable[LogRecord],
+    matrix: PriorityMatrix,
+    *,
+    top_paths: int = 5,
+    samples: int = 3,
+    classify_level: str = "WARNING",
+) -> LogClassification:
+    """Count each matrix problem's lines, the unclassified errors, and the failing request paths."""
+    accs = [_ProblemAcc(p, _compile(p)) for p in matrix.problems]
+    floor = LEVELS.get(classify_level.upper(), LEVELS["WARNING"])
+    tally = _Tally()
+    for rec in records:
+        status = rec.status
+        is_failure = rec.level_no >= _ERROR or (status is not None and status >= 500)
+        tally.add(rec, status, is_failure)
+        if rec.level_no < floor and not is_failure:
+            continue
+        if not _match_problems(accs, rec, samples) and is_failure:
+            tally.add_unclassified(rec, samples)
+
+    levels = tally.levels
+    paths, failing_modules = _trace_paths({t: tally.traces[t] for t in tally.failing}, top_paths)
     return LogClassification(
-        lines=lines,
+        lines=tally.lines,
         error_lines=sum(n for lvl, n in levels.items() if LEVELS.get(lvl, 20) >= _ERROR),
         warning_lines=levels.get("WARNING", 0),
-        first_ts=first_ts,
-        last_ts=last_ts,
+        first_ts=tally.first_ts,
+        last_ts=tally.last_ts,
         levels=dict(levels.most_common()),
-        versions=dict(versions.most_common()),
-        problems=problems,
-        unclassified=unclassified,
-        traces=len(traces),
-        failing_traces=len(failing),
+        versions=dict(tally.versions.most_common()),
+        problems=_problem_hits(accs, matrix),
+        unclassified=tally.unclassified,
+        traces=len(tally.traces),
+        failing_traces=len(tally.failing),
         trace_paths=paths,
         failing_modules={v: dict(c.most_common()) for v, c in sorted(failing_modules.items())},
         top_failing_module={v: c.most_common(1)[0][0] for v, c in sorted(failing_modules.items())},

@@ -164,6 +164,112 @@ def _only(counts: dict[str, int]) -> str | None:
     return keys[0] if len(keys) == 1 else None
 
 
+def _query_and_matrix(
+    query_or_matrix: LogQuery | PriorityMatrix,
+    matrix: PriorityMatrix | None,
+    start: datetime | None,
+    end: datetime | None,
+    versions: frozenset[str] | None,
+    max_records: int,
+) -> tuple[LogQuery, PriorityMatrix]:
+    """The query and matrix of either calling form of :func:`check_logs`."""
+    if isinstance(query_or_matrix, LogQuery):
+        if matrix is None:
+            raise TypeError("check_logs(source, query, matrix): the priority matrix is missing")
+        return query_or_matrix, matrix
+    if start is None or end is None:
+        raise TypeError("check_logs(source, matrix, start=..., end=...): start and end are required")
+    return LogQuery(start=start, end=end, versions=versions, max_records=max_records), query_or_matrix
+
+
+def _findings(classification: LogClassification, matrix: PriorityMatrix) -> list[Finding]:
+    """One finding per matrix problem seen, plus one (low) for the unclassified error lines."""
+    findings = [
+        Finding.from_problem(
+            problem,
+            CHECK,
+            _evidence(hit),
+            version=_only(hit.served_by),
+            channel=_only(hit.channels),
+            component=_logged_by(hit),
+        )
+        for hit in classification.problems
+        if (problem := matrix.get(hit.id)) is not None
+    ]
+    unc = classification.unclassified
+    if unc.count:
+        findings.append(
+            Finding(
+                check=CHECK,
+                problem="unclassified_errors",
+                severity=Severity.LOW,
+                component="infrastructure",
+                title="Error lines that match no priority-matrix problem",
+                evidence=f"{unc.count} error lines on "
+                + ", ".join(f"{v} ({n})" for v, n in unc.versions.items())
+                + (f", e.g. {unc.samples[0]}" if unc.samples else ""),
+                action="Read the samples; add the pattern to runbooks/priority_matrix.yaml if it recurs.",
+            )
+        )
+    findings.sort(key=Finding.rank_key)
+    return findings
+
+
+def _status(classification: LogClassification) -> Status:
+    severities = {hit.severity for hit in classification.problems}
+    if Severity.CRITICAL in severities:
+        return Status.FAILED
+    if severities & {Severity.HIGH, Severity.MEDIUM}:
+        return Status.DEGRADED
+    return Status.OK
+
+
+def _summary(classification: LogClassification, stats: ReadStats, query: LogQuery, described: str) -> str:
+    lines = classification.lines
+    unc = classification.unclassified
+    trunc = f" (truncated at {query.max_records} lines)" if stats.truncated else ""
+    if lines == 0:
+        summary = f"no log lines in the window from {described}"
+        if stats.malformed:
+            summary += f" ({stats.malformed} malformed lines skipped)"
+    elif not classification.problems:
+        summary = f"{lines} lines{trunc}, no priority-matrix problem"
+        if unc.count:
+            summary += f"; {unc.count} unclassified error lines"
+    else:
+        listed = ", ".join(f"{h.id} ({h.count})" for h in classification.problems[:4])
+        more = len(classification.problems) - 4
+        summary = f"{lines} lines{trunc}: {listed}" + (f" and {more} more" if more > 0 else "")
+        if classification.trace_paths:
+            top = classification.trace_paths[0]
+            summary += f"; top failing path: {top.path} ×{top.count}"
+    return summary
+
+
+def _details(
+    classification: LogClassification, stats: ReadStats, query: LogQuery, described: str
+) -> dict[str, object]:
+    """The headline numbers, JSON-friendly."""
+    return {
+        "source": described,
+        "inputs": list(stats.inputs),
+        "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
+        "lines": classification.lines,
+        "scanned": stats.scanned,
+        "malformed": stats.malformed,
+        "truncated": stats.truncated,
+        "max_records": query.max_records,
+        "error_lines": classification.error_lines,
+        "warning_lines": classification.warning_lines,
+        "versions": classification.versions,
+        "problems": {h.id: h.count for h in classification.problems},
+        "unclassified_errors": classification.unclassified.count,
+        "failing_traces": classification.failing_traces,
+        "trace_paths": [{"path": p.path, "count": p.count} for p in classification.trace_paths],
+        "top_failing_module": classification.top_failing_module,
+    }
+
+
 @overload
 def check_logs(
     source: LogSource,
@@ -212,15 +318,7 @@ def check_logs(
     Status: a critical problem → failed; a high or medium one → degraded; none → ok (also with no
     lines in the window, which the summary says); source unavailable → insufficient_evidence.
     """
-    if isinstance(query_or_matrix, LogQuery):
-        if matrix is None:
-            raise TypeError("check_logs(source, query, matrix): the priority matrix is missing")
-        query = query_or_matrix
-    else:
-        if start is None or end is None:
-            raise TypeError("check_logs(source, matrix, start=..., end=...): start and end are required")
-        matrix = query_or_matrix
-        query = LogQuery(start=start, end=end, versions=versions, max_records=max_records)
+    query, matrix = _query_and_matrix(query_or_matrix, matrix, start, end, versions, max_records)
     described = source.describe()
     stats: ReadStats | None = None
     classification: LogClassification | None = None
@@ -238,87 +336,14 @@ def check_logs(
         )
 
     assert stats is not None and classification is not None  # set when no SourceUnavailable was raised
-    findings = [
-        Finding.from_problem(
-            problem,
-            CHECK,
-            _evidence(hit),
-            version=_only(hit.served_by),
-            channel=_only(hit.channels),
-            component=_logged_by(hit),
-        )
-        for hit in classification.problems
-        if (problem := matrix.get(hit.id)) is not None
-    ]
-    unc = classification.unclassified
-    if unc.count:
-        findings.append(
-            Finding(
-                check=CHECK,
-                problem="unclassified_errors",
-                severity=Severity.LOW,
-                component="infrastructure",
-                title="Error lines that match no priority-matrix problem",
-                evidence=f"{unc.count} error lines on "
-                + ", ".join(f"{v} ({n})" for v, n in unc.versions.items())
-                + (f", e.g. {unc.samples[0]}" if unc.samples else ""),
-                action="Read the samples; add the pattern to runbooks/priority_matrix.yaml if it recurs.",
-            )
-        )
-    findings.sort(key=Finding.rank_key)
-
-    severities = {hit.severity for hit in classification.problems}
-    if Severity.CRITICAL in severities:
-        status = Status.FAILED
-    elif severities & {Severity.HIGH, Severity.MEDIUM}:
-        status = Status.DEGRADED
-    else:
-        status = Status.OK
-
-    lines = classification.lines
-    trunc = f" (truncated at {query.max_records} lines)" if stats.truncated else ""
-    if lines == 0:
-        summary = f"no log lines in the window from {described}"
-        if stats.malformed:
-            summary += f" ({stats.malformed} malformed lines skipped)"
-    elif not classification.problems:
-        summary = f"{lines} lines{trunc}, no priority-matrix problem"
-        if unc.count:
-            summary += f"; {unc.count} unclassified error lines"
-    else:
-        listed = ", ".join(f"{h.id} ({h.count})" for h in classification.problems[:4])
-        more = len(classification.problems) - 4
-        summary = f"{lines} lines{trunc}: {listed}" + (f" and {more} more" if more > 0 else "")
-        if classification.trace_paths:
-            top = classification.trace_paths[0]
-            summary += f"; top failing path: {top.path} ×{top.count}"
-
-    details: dict[str, object] = {
-        "source": described,
-        "inputs": list(stats.inputs),
-        "window": {"start": query.start.isoformat(), "end": query.end.isoformat()},
-        "lines": lines,
-        "scanned": stats.scanned,
-        "malformed": stats.malformed,
-        "truncated": stats.truncated,
-        "max_records": query.max_records,
-        "error_lines": classification.error_lines,
-        "warning_lines": classification.warning_lines,
-        "versions": classification.versions,
-        "problems": {h.id: h.count for h in classification.problems},
-        "unclassified_errors": unc.count,
-        "failing_traces": classification.failing_traces,
-        "trace_paths": [{"path": p.path, "count": p.count} for p in classification.trace_paths],
-        "top_failing_module": classification.top_failing_module,
-    }
     return LogCheckResult(
         check=CHECK,
-        status=status,
-        summary=summary,
-        details=details,
-        findings=findings,
+        status=_status(classification),
+        summary=_summary(classification, stats, query, described),
+        details=_details(classification, stats, query, described),
+        findings=_findings(classification, matrix),
         source=described,
-        lines=lines,
+        lines=classification.lines,
         malformed=stats.malformed,
         truncated=stats.truncated,
         classification=classification,

@@ -10,21 +10,8 @@ Dynamic thresholds (``dynamic`` in thresholds.yaml) take their latency baseline 
 version's reference window (known good; the version's own when stable had no traffic there) and
 their load from the version itself; see :func:`dynamic_threshold`.
 
-Canary gate rule (``gates_for(target)``; ``S = sustained_s``), per channel the canary serves:
-
-1. ``n`` = canary requests over the trailing ``S`` seconds before the window end. ``n == 0``: the
-   channel is not served and is left out; ``0 < n < min_requests``: ``insufficient_evidence``.
-2. For each gate (p99 latency vs ``p99_gate_ms(channel)``, 5xx share vs ``rate_5xx``, error share vs
-   ``error_rate``) the value over the trailing ``S`` window and over its most recent half (``S/2``)
-   are compared with the limit (strictly greater is a breach):
-   - both above: ``breach`` (sustained);
-   - trailing ``S`` above, recent half at or below: ``pass`` (not sustained: it recovered);
-   - trailing ``S`` above, recent half without data: ``insufficient_evidence``;
-   - trailing ``S`` at or below: ``pass``; no value over ``S`` (no latency data): ``insufficient_evidence``.
-3. A channel is ``breach`` if any gate breaches, else ``insufficient_evidence`` if any gate is, else
-   ``pass``. The canary is ``breach`` if any channel breaches; else ``insufficient_evidence`` if it
-   served nothing over ``S`` or any served channel is insufficient; else ``pass``. Missing data is
-   never a pass and never a breach.
+The canary gates (the rule, the verdicts) are in :mod:`diagnostics.golden_window.canary_gate`;
+this check queries them and turns a breach into a critical finding.
 
 Status: Prometheus unreachable/erroring or no requests at all for the target in the window ->
 ``insufficient_evidence``; a gate breach or a critical finding -> ``failed``; other findings ->
@@ -34,10 +21,18 @@ Status: Prometheus unreachable/erroring or no requests at all for the target in 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diagnostics.golden_window.canary_gate import (
+    CanaryGateResult,
+    GateCheck,
+    GateSummary,
+    GateVerdict,
+    evaluate_gates,
+    fmt_gate_value,
+    insufficient_gate,
+)
 from diagnostics.golden_window.thresholds import (
     GammaFit,
     api_dynamic_threshold_ms,
@@ -49,7 +44,6 @@ from diagnostics.golden_window.thresholds import (
 )
 from diagnostics.incident.results import CheckResult, Finding, Status
 from diagnostics.runbooks.schemas import (
-    CanaryGates,
     Channel,
     ChannelSla,
     Component,
@@ -77,7 +71,6 @@ COMPONENT_OF: dict[Channel, Component] = {
     Channel.AUDIO: Component.AUDIO_PROCESSOR,
     Channel.ROUTER: Component.MULTIMODAL_ROUTER,
 }
-GATE_NAMES = ("p99_latency_ms", "rate_5xx", "error_rate")
 # The matrix problem whose action and runbook apply to a gate breach.
 _GATE_PROBLEM = {
     "p99_latency_ms": "latency_sla_breach",
@@ -88,185 +81,6 @@ _GATE_PROBLEM = {
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-# --- canary gates ---------------------------------------------------------------------------------
-
-
-class GateVerdict(StrEnum):
-    BREACH = "breach"
-    PASS = "pass"  # noqa: S105 - a verdict, not a password
-    INSUFFICIENT_EVIDENCE = "insufficient_evidence"
-
-
-class GateCheck(_Model):
-    """One gate on one channel: the canary's value over the trailing window and its recent half."""
-
-    gate: str = Field(description="p99_latency_ms, rate_5xx or error_rate")
-    channel: Channel
-    verdict: GateVerdict
-    value: float | None = Field(description="over the trailing sustained_s window")
-    recent_value: float | None = Field(description="over the most recent sustained_s / 2")
-    limit: float
-    requests: float
-    recent_requests: float
-    stable_value: float | None = None
-    ratio_vs_stable: float | None = None
-    reason: str
-
-
-class ChannelGate(_Model):
-    channel: Channel
-    verdict: GateVerdict
-    requests: float = Field(description="canary requests over the trailing sustained_s window")
-    stable_requests: float = 0.0
-    gates: list[GateCheck] = Field(default_factory=list)
-    reason: str = ""
-
-
-class GateSummary(_Model):
-    """Small enough for XCom: the verdict and the breaching gates."""
-
-    verdict: GateVerdict
-    breaches: list[str] = Field(default_factory=list, description="e.g. 'image p99_latency_ms 1830 > 1200'")
-    reason: str = ""
-
-
-class CanaryGateResult(_Model):
-    verdict: GateVerdict
-    sustained_s: float
-    min_requests: int
-    channels: list[ChannelGate] = Field(default_factory=list)
-    reason: str = ""
-
-    def breaches(self) -> list[GateCheck]:
-        return [g for c in self.channels for g in c.gates if g.verdict is GateVerdict.BREACH]
-
-    def summary(self) -> GateSummary:
-        return GateSummary(
-            verdict=self.verdict,
-            breaches=[
-                f"{g.channel.value} {g.gate} {_fmt(g.gate, g.value)} > {_fmt(g.gate, g.limit)}"
-                for g in self.breaches()
-            ],
-            reason=self.reason,
-        )
-
-
-def _fmt(gate: str, value: float | None) -> str:
-    if value is None:
-        return "no data"
-    return f"{value:.0f} ms" if gate.endswith("_ms") else f"{value:.2%}"
-
-
-def _gate_value(stats: WindowStats, gate: str) -> float | None:
-    if gate == "p99_latency_ms":
-        return stats.latency(0.99)
-    if gate == "rate_5xx":
-        return stats.rate_5xx
-    return stats.error_rate
-
-
-def evaluate_channel_gate(
-    gates: CanaryGates,
-    channel: Channel,
-    trailing: WindowStats,
-    recent: WindowStats,
-    stable: WindowStats | None = None,
-) -> ChannelGate:
-    """The canary's gates on one channel (rule in the module docstring). ``trailing`` covers the
-    last ``sustained_s`` seconds, ``recent`` its most recent half, ``stable`` the stable version over
-    the trailing window (for the ratio in the evidence)."""
-    n = trailing.requests
-    stable_n = stable.requests if stable else 0.0
-    if n <= 0:
-        return ChannelGate(
-            channel=channel,
-            verdict=GateVerdict.INSUFFICIENT_EVIDENCE,
-            requests=0.0,
-            stable_requests=stable_n,
-            reason="no canary requests",
-        )
-    if n < gates.min_requests:
-        return ChannelGate(
-            channel=channel,
-            verdict=GateVerdict.INSUFFICIENT_EVIDENCE,
-            requests=n,
-            stable_requests=stable_n,
-            reason=f"{n:.0f} canary requests < min_requests {gates.min_requests} in {gates.sustained_s:g} s",
-        )
-    checks: list[GateCheck] = []
-    for gate in GATE_NAMES:
-        limit = gates.p99_gate_ms(channel) if gate == "p99_latency_ms" else float(getattr(gates, gate))
-        value, recent_value = _gate_value(trailing, gate), _gate_value(recent, gate)
-        stable_value = _gate_value(stable, gate) if stable and stable.requests > 0 else None
-        if value is None:
-            verdict, reason = GateVerdict.INSUFFICIENT_EVIDENCE, "no value over the trailing window"
-        elif value <= limit:
-            verdict, reason = GateVerdict.PASS, "within the gate"
-        elif recent_value is None:
-            verdict, reason = (
-                GateVerdict.INSUFFICIENT_EVIDENCE,
-                "above the gate, but no data in the recent half",
-            )
-        elif recent_value > limit:
-            verdict, reason = GateVerdict.BREACH, "above the gate over the window and its recent half"
-        else:
-            verdict, reason = (
-                GateVerdict.PASS,
-                "above the gate but recovered in the recent half: not sustained",
-            )
-        ratio = value / stable_value if value is not None and stable_value else None
-        checks.append(
-            GateCheck(
-                gate=gate,
-                channel=channel,
-                verdict=verdict,
-                value=value,
-                recent_value=recent_value,
-                limit=limit,
-                requests=n,
-                recent_requests=recent.requests,
-                stable_value=stable_value,
-                ratio_vs_stable=ratio,
-                reason=reason,
-            )
-        )
-    verdicts = {c.verdict for c in checks}
-    verdict = (
-        GateVerdict.BREACH
-        if GateVerdict.BREACH in verdicts
-        else GateVerdict.INSUFFICIENT_EVIDENCE
-        if GateVerdict.INSUFFICIENT_EVIDENCE in verdicts
-        else GateVerdict.PASS
-    )
-    return ChannelGate(channel=channel, verdict=verdict, requests=n, stable_requests=stable_n, gates=checks)
-
-
-def combine_gates(gates: CanaryGates, channels: list[ChannelGate]) -> CanaryGateResult:
-    """The canary's verdict over all channels (rule in the module docstring)."""
-    served = [c for c in channels if c.requests > 0]
-    breached = [c for c in channels if c.verdict is GateVerdict.BREACH]
-    short = [c for c in served if c.verdict is GateVerdict.INSUFFICIENT_EVIDENCE]
-    if breached:
-        verdict = GateVerdict.BREACH
-        reason = "breach on " + ", ".join(c.channel.value for c in breached)
-    elif not served:
-        verdict = GateVerdict.INSUFFICIENT_EVIDENCE
-        reason = f"the canary served no requests in the last {gates.sustained_s:g} s"
-    elif short:
-        verdict = GateVerdict.INSUFFICIENT_EVIDENCE
-        reason = "; ".join(f"{c.channel.value}: {c.reason or 'no value'}" for c in short)
-    else:
-        verdict = GateVerdict.PASS
-        reason = "every served channel within the gates: " + ", ".join(c.channel.value for c in served)
-    return CanaryGateResult(
-        verdict=verdict,
-        sustained_s=gates.sustained_s,
-        min_requests=gates.min_requests,
-        channels=channels,
-        reason=reason,
-    )
 
 
 # --- SLA and dynamic thresholds -------------------------------------------------------------------
@@ -481,12 +295,12 @@ class MetricsSlaResult(CheckResult):
 def _gate_finding(check: GateCheck, matrix: PriorityMatrix | None) -> Finding:
     related = matrix.get(_GATE_PROBLEM[check.gate]) if matrix else None
     evidence = (
-        f"canary {check.channel.value} {check.gate} {_fmt(check.gate, check.value)} > gate "
-        f"{_fmt(check.gate, check.limit)} over the trailing window "
-        f"(recent half {_fmt(check.gate, check.recent_value)}), {check.requests:.0f} requests"
+        f"canary {check.channel.value} {check.gate} {fmt_gate_value(check.gate, check.value)} > gate "
+        f"{fmt_gate_value(check.gate, check.limit)} over the trailing window "
+        f"(recent half {fmt_gate_value(check.gate, check.recent_value)}), {check.requests:.0f} requests"
     )
     if check.stable_value is not None:
-        evidence += f"; stable {_fmt(check.gate, check.stable_value)}"
+        evidence += f"; stable {fmt_gate_value(check.gate, check.stable_value)}"
         if check.ratio_vs_stable is not None:
             evidence += f" (×{check.ratio_vs_stable:.1f})"
     return Finding(
@@ -503,33 +317,50 @@ def _gate_finding(check: GateCheck, matrix: PriorityMatrix | None) -> Finding:
     )
 
 
-def evaluate_gates(
-    reader: Reader, target: Target, gates: CanaryGates, window_end: datetime
-) -> CanaryGateResult:
-    """Query the trailing ``sustained_s`` window and its recent half, and apply the gate rule."""
-    if "canary" not in target.versions:
-        return CanaryGateResult(
-            verdict=GateVerdict.INSUFFICIENT_EVIDENCE,
-            sustained_s=gates.sustained_s,
-            min_requests=gates.min_requests,
-            reason=f"target {target.name} has no canary version",
-        )
-    trailing = collect_window(reader, target, window_end, gates.sustained_s, (0.99,), with_buckets=False)
-    recent = collect_window(reader, target, window_end, gates.sustained_s / 2, (0.99,), with_buckets=False)
-    channels = [
-        evaluate_channel_gate(
-            gates, c, trailing[("canary", c)], recent[("canary", c)], trailing.get(("stable", c))
-        )
-        for c in Channel
-    ]
-    return combine_gates(gates, channels)
-
-
 def decide_status(findings: list[Finding], gate: CanaryGateResult) -> Status:
     """failed on a gate breach or a critical finding, degraded on any other finding, else ok."""
     if gate.verdict is GateVerdict.BREACH or any(f.severity is Severity.CRITICAL for f in findings):
         return Status.FAILED
     return Status.DEGRADED if findings else Status.OK
+
+
+def _evaluate_channels(
+    current: dict[tuple[str, Channel], WindowStats],
+    reference: dict[tuple[str, Channel], WindowStats],
+    target: Target,
+    thresholds: Thresholds,
+    matrix: PriorityMatrix | None,
+) -> tuple[list[ChannelMetrics], list[Finding]]:
+    """Every version/channel of the current window against its SLA and dynamic threshold."""
+    channels: list[ChannelMetrics] = []
+    findings: list[Finding] = []
+    for (version, channel), stats in current.items():
+        stable = current.get(("stable", channel)) if version != "stable" else None
+        sla = thresholds.sla_for(target.name, channel)
+        metrics, found = evaluate_channel(
+            stats,
+            reference[(version, channel)],
+            sla,
+            thresholds.dynamic,
+            matrix,
+            stable,
+            baseline=reference.get(("stable", channel)),
+        )
+        channels.append(metrics)
+        findings.extend(found)
+    return channels, findings
+
+
+def _summary(
+    target: Target, gate: CanaryGateResult, findings: list[Finding], total: float, window_s: float
+) -> str:
+    """One line: the gate verdict (with its breaches), the SLA breaches, the traffic."""
+    gate_line = f"canary gate {gate.verdict.value}"
+    if gate.verdict is GateVerdict.BREACH:
+        gate_line += " (" + ", ".join(gate.summary().breaches) + ")"
+    others = [f for f in findings if f.problem != "canary_gate_breach"]
+    sla_line = f"{len(others)} SLA/threshold breach(es)" if others else "within SLA"
+    return f"{target.name}: {gate_line}; {sla_line}; {total:.0f} requests in {window_s:g} s"
 
 
 def check_metrics_sla(
@@ -566,36 +397,15 @@ def check_metrics_sla(
         gpu = collect_gpu_memory(reader, target, window_end, window_s)
         gate = evaluate_gates(reader, target, gates, window_end)
     except PrometheusError as exc:
-        gate = CanaryGateResult(
-            verdict=GateVerdict.INSUFFICIENT_EVIDENCE,
-            sustained_s=gates.sustained_s,
-            min_requests=gates.min_requests,
-            reason=exc.reason,
-        )
         return MetricsSlaResult(
             **base,
             status=Status.INSUFFICIENT_EVIDENCE,
             summary=f"{target.name}: no metrics: {exc.reason}",
             details={"error": exc.reason},
-            gate=gate,
+            gate=insufficient_gate(gates, exc.reason),
         )
 
-    channels: list[ChannelMetrics] = []
-    findings: list[Finding] = []
-    for (version, channel), stats in current.items():
-        stable = current.get(("stable", channel)) if version != "stable" else None
-        sla = thresholds.sla_for(target.name, channel)
-        metrics, found = evaluate_channel(
-            stats,
-            reference[(version, channel)],
-            sla,
-            thresholds.dynamic,
-            matrix,
-            stable,
-            baseline=reference.get(("stable", channel)),
-        )
-        channels.append(metrics)
-        findings.extend(found)
+    channels, findings = _evaluate_channels(current, reference, target, thresholds, matrix)
     findings.extend(_gate_finding(g, matrix) for g in gate.breaches())
     findings.sort(key=Finding.rank_key)
 
@@ -618,17 +428,10 @@ def check_metrics_sla(
             summary=f"{target.name}: no requests in the {window_s:g} s window ending "
             f"{window_end.isoformat(timespec='seconds')} (selector {target.prometheus_selector})",
         )
-    status = decide_status(findings, gate)
-    gate_line = f"canary gate {gate.verdict.value}"
-    if gate.verdict is GateVerdict.BREACH:
-        gate_line += " (" + ", ".join(gate.summary().breaches) + ")"
-    others = [f for f in findings if f.problem != "canary_gate_breach"]
-    sla_line = f"{len(others)} SLA/threshold breach(es)" if others else "within SLA"
-    summary = f"{target.name}: {gate_line}; {sla_line}; {total:.0f} requests in {window_s:g} s"
     return MetricsSlaResult(
         **base,
-        status=status,
-        summary=summary,
+        status=decide_status(findings, gate),
+        summary=_summary(target, gate, findings, total, window_s),
         details=details,
         findings=findings,
         channels=channels,

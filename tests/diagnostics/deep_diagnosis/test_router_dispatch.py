@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from diagnostics.deep_diagnosis import router_dispatch as rd
-from diagnostics.deep_diagnosis.base import DeepContext, run_check
+from diagnostics.deep_diagnosis.base import DeepContext
+from diagnostics.deep_diagnosis.runner import run_check
 from diagnostics.deep_diagnosis.service import ServiceError
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks

@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from diagnostics.deep_diagnosis.base import DeepContext, DeepResult, run_check
+from diagnostics.deep_diagnosis.base import DeepContext, DeepResult
+from diagnostics.deep_diagnosis.runner import run_check
 from diagnostics.incident.results import Status
 from tests.conftest import REPO
 from tests.support.testbed_procs import AUTH, Stack

@@ -9,15 +9,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from diagnostics.golden_window.metrics_sla import (
+from diagnostics.golden_window.canary_gate import (
     ChannelGate,
     GateVerdict,
-    check_metrics_sla,
     combine_gates,
-    decide_status,
-    evaluate_channel,
     evaluate_channel_gate,
 )
+from diagnostics.golden_window.metrics_sla import check_metrics_sla, decide_status, evaluate_channel
 from diagnostics.golden_window.thresholds import fit_gamma, histogram_to_samples, requests_slower_than
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks

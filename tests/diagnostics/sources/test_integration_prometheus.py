@@ -20,7 +20,8 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
-from diagnostics.golden_window.metrics_sla import GateVerdict, check_metrics_sla
+from diagnostics.golden_window.canary_gate import GateVerdict
+from diagnostics.golden_window.metrics_sla import check_metrics_sla
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.schemas import CanaryGates, Channel, TargetOverride

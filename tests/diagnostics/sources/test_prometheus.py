@@ -13,7 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from diagnostics.golden_window.metrics_sla import GateVerdict, check_metrics_sla
+from diagnostics.golden_window.canary_gate import GateVerdict
+from diagnostics.golden_window.metrics_sla import check_metrics_sla
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.schemas import MetricNames, Target

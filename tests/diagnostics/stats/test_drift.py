@@ -9,18 +9,17 @@ import pytest
 from scipy import stats
 
 from diagnostics.stats import drift as drift_stats
+from diagnostics.stats import ks_pvalues as pvalue_stats
 from diagnostics.stats.drift import (
-    MAX_EXACT_N,
-    bh_adjust,
-    bonferroni_adjust,
     column_stats,
     column_std,
-    ks_pvalue,
     ks_statistic,
     ks_test,
     sort_columns,
     wasserstein_distance,
 )
+from diagnostics.stats.ks_pvalues import MAX_EXACT_N, ks_pvalue
+from diagnostics.stats.multiple_testing import bh_adjust, bonferroni_adjust
 
 TOL = 1e-12
 
@@ -197,15 +196,15 @@ def test_smirnov_series_equals_scipys() -> None:
     for n, points in ((141, 12), (500, 12), (4_000, 12), (12_000, 12), (50_000, 12), (333_333, 2)):
         lo, hi = np.sqrt(2.2 / n), min(np.sqrt(370 / n), 0.499)
         for x in np.concatenate([np.geomspace(lo, hi, points), rng.uniform(lo, hi, 4)]).tolist():
-            got, want = drift_stats._smirnov_sf(n, x), float(special.smirnov(n, x))
+            got, want = pvalue_stats._smirnov_sf(n, x), float(special.smirnov(n, x))
             assert abs(got - want) <= 1e-16 + 1e-12 * want, (n, x, got, want)
             if want > 1e-100:
                 assert abs(got - want) <= 1e-13 * want, (n, x, got, want)
             checked += 1
     assert checked == 86
     # outside the summed case it is scipy's own call
-    assert drift_stats._smirnov_sf(1000, 0.002) == special.smirnov(1000, 0.002)
-    assert drift_stats._smirnov_sf(2_000_000, 0.001) == special.smirnov(2_000_000, 0.001)
+    assert pvalue_stats._smirnov_sf(1000, 0.002) == special.smirnov(1000, 0.002)
+    assert pvalue_stats._smirnov_sf(2_000_000, 0.001) == special.smirnov(2_000_000, 0.001)
 
 
 def test_kstwo_sf_equals_scipys_in_every_branch() -> None:
@@ -220,7 +219,7 @@ def test_kstwo_sf_equals_scipys_in_every_branch() -> None:
         )
         d = d[(d >= 0) & (d <= 1)]
         want = stats.kstwo.sf(d, n)
-        got = drift_stats._kstwo_sf(d, n)
+        got = pvalue_stats._kstwo_sf(d, n)
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-16)
         series = n * d * d
         scipys = ~((n > 140) & (n <= 1_000_000) & (series >= 2.2) & (series < 370) & (d < 0.5) & (n * d > 1))
@@ -250,7 +249,7 @@ def test_pvalues_use_scipys_distributions() -> None:
 def test_scipys_exact_routine_is_there() -> None:
     # Without it ks_pvalue would fall back to asymptotic p-values for small samples (documented);
     # a scipy upgrade that removes it should fail here rather than change p-values quietly.
-    assert drift_stats._scipy_exact_2kssamp is not None
+    assert pvalue_stats._scipy_exact_2kssamp is not None
 
 
 def test_bad_inputs_are_refused() -> None:

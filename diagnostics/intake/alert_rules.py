@@ -11,12 +11,14 @@ the testbed's (``testbed/metrics.py``); a real service needs rules for its own m
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
 
 from diagnostics.runbooks import Runbooks
-from diagnostics.runbooks.schemas import Channel
+from diagnostics.runbooks.schemas import CanaryGates, Channel, ChannelSla, Thresholds
 
 RULES_FILE = "deploy/prometheus/rules/testbed.yml"
 HEADER = (
@@ -44,157 +46,219 @@ def _pct(q: float) -> str:
     return f"p{q * 100:g}"
 
 
-def testbed_rules(books: Runbooks, target: str = "testbed") -> dict[str, Any]:
-    t = books.thresholds
-    job = books.targets.get(target).prometheus_selector.get("job", target)
-    gates = t.gates_for(target)
-    base = {"target": target}
+@dataclass(frozen=True)
+class _Ctx:
+    """What a rule's text is made of: the target's job and thresholds, and the channel of a
+    per-channel rule."""
 
-    def rule(
-        alert: str, expr: str, for_: str, labels: dict[str, str], summary: str, desc: str
-    ) -> dict[str, Any]:
-        out: dict[str, Any] = {"alert": alert, "expr": expr, "for": for_, "labels": {**base, **labels}}
-        annotations = {"summary": summary, "description": desc}
+    target: str
+    job: str
+    thresholds: Thresholds
+    gates: CanaryGates
+    channel: Channel | None = None
+
+    def sel(self, **labels: str) -> str:
+        return _sel(self.job, **labels)
+
+    @property
+    def ch(self) -> str:
+        assert self.channel is not None
+        return self.channel.value
+
+    @property
+    def sla(self) -> ChannelSla:
+        assert self.channel is not None
+        return self.thresholds.sla_for(self.target, self.channel)
+
+    @property
+    def q(self) -> float:
+        return self.sla.latency.quantile
+
+    @property
+    def ms(self) -> float:
+        return self.sla.latency.latency_ms
+
+    @property
+    def gate_ms(self) -> float:
+        assert self.channel is not None
+        return self.gates.p99_gate_ms(self.channel)
+
+    @property
+    def window(self) -> str:
+        return f"{self.gates.sustained_s:g}s"
+
+    @property
+    def evidence(self) -> str:
+        csel = self.sel(version="canary")
+        return f"sum(increase({REQUESTS}{csel}[{self.window}])) >= {self.gates.min_requests}"
+
+
+Text = str | Callable[[_Ctx], str]
+CHANNEL = "<channel>"  # a label value: the rule is made once per channel, with its name here
+
+
+@dataclass(frozen=True)
+class _Rule:
+    group: str  # sla | canary-gates
+    alert: str
+    for_: Text
+    labels: dict[str, str]
+    expr: Text
+    summary: Text
+    description: Text
+
+    def build(self, ctx: _Ctx) -> dict[str, Any]:
+        def text(value: Text) -> str:
+            return value if isinstance(value, str) else value(ctx)
+
+        labels = {"target": ctx.target}
+        labels.update({k: ctx.ch if v == CHANNEL else v for k, v in self.labels.items()})
+        annotations = {"summary": text(self.summary), "description": text(self.description)}
         if "problem" in labels:
             annotations["runbook"] = f"runbooks/{labels['problem']}.md"
-        out["annotations"] = annotations
-        return out
+        out: dict[str, Any] = {"alert": self.alert, "expr": text(self.expr), "for": text(self.for_)}
+        return {**out, "labels": labels, "annotations": annotations}
 
-    sla_rules = []
-    for channel in Channel:
-        sla = t.sla_for(target, channel)
-        q, ms = sla.latency.quantile, sla.latency.latency_ms
-        sel = _sel(job, channel=channel.value)
-        sla_rules.append(
-            rule(
-                "LatencySLABreach",
-                f"histogram_quantile({q:g}, sum by (le, version, channel) (rate({DURATION}{sel}[2m])))"
-                f" > {_seconds(ms)}",
-                "2m",
-                {"severity": "warning", "channel": channel.value, "problem": "latency_sla_breach"},
-                f"{{{{ $labels.version }}}} {channel.value} {_pct(q)} latency "
-                f"{{{{ $value | humanizeDuration }}}} > {ms:g} ms (SLA)",
-                f"The {channel.value} channel's {_pct(q)} latency over 2 minutes breaches the SLA "
-                f"of {ms:g} ms.",
-            )
-        )
-    for channel in Channel:
-        rate = t.sla_for(target, channel).error_rate
-        sel = _sel(job, channel=channel.value)
-        sla_rules.append(
-            rule(
-                "ErrorRateHigh",
-                f"sum by (version, channel) (rate({ERRORS}{sel}[2m])) "
-                f"/ sum by (version, channel) (rate({REQUESTS}{sel}[2m])) > {rate:g}",
-                "2m",
-                {"severity": "warning", "channel": channel.value},
-                f"{{{{ $labels.version }}}} {channel.value} error rate "
-                f"{{{{ $value | humanizePercentage }}}} > {rate:.2%} (SLA)",
-                f"More than {rate:.2%} of {channel.value} requests failed (HTTP >= 400) over 2 minutes.",
-            )
-        )
-    sel5 = _sel(job, code="~5..")
-    sla_rules.append(
-        rule(
-            "Http5xxBurst",
-            f"sum by (version, channel) (rate({REQUESTS}{sel5}[2m])) "
-            f"/ sum by (version, channel) (rate({REQUESTS}{_sel(job)}[2m])) > {gates.rate_5xx:g}",
-            "1m",
-            {"severity": "high", "problem": "http_5xx_burst"},
-            f"{{{{ $labels.version }}}} {{{{ $labels.channel }}}} 5xx rate "
-            f"{{{{ $value | humanizePercentage }}}} > {gates.rate_5xx:.2%}",
-            "Server errors (HTTP 5xx) above the 5xx gate for a minute.",
-        )
-    )
-    sla_rules.append(
-        rule(
-            "AsrTimeouts",
-            f"sum by (version) (rate({ERRORS}{_sel(job, channel='~audio|router', code='504')}[2m])) > 0",
-            "1m",
-            {"severity": "high", "channel": "audio", "problem": "audio_timeout"},
-            "{{ $labels.version }} ASR decode timeouts: {{ $value | humanize }}/s",
-            "Audio requests time out in the ffmpeg decode (HTTP 504) for a minute.",
-        )
-    )
-    sla_rules.append(
-        rule(
-            "ModelNotLoaded",
-            f"testbed_model_loaded{_sel(job)} == 0",
-            "30s",
-            {"severity": "critical", "impact": "core_path", "problem": "model_not_loaded"},
-            "{{ $labels.version }} model {{ $labels.model }} ({{ $labels.module }}) is not loaded",
-            "A model of the request path is not loaded or its checksum does not match.",
-        )
-    )
-    sla_rules.append(
-        rule(
-            "TargetDown",
-            f"up{_sel(job)} == 0",
-            "30s",
-            {"severity": "critical", "impact": "core_path"},
-            "{{ $labels.version }} ({{ $labels.instance }}) is down",
-            "Prometheus cannot scrape the service: it is down or unreachable.",
-        )
-    )
-    sla_rules.append(
-        rule(
-            "InstanceCpuSpike",
-            f"rate(process_cpu_seconds_total{_sel(job)}[1m]) > 1.5",
-            "1m",
-            {"severity": "info"},
-            "{{ $labels.version }} uses {{ $value | humanize }} CPU cores",
-            "One instance's CPU is high for a minute: recorded (L1), an incident only when it repeats.",
-        )
-    )
 
-    window = f"{gates.sustained_s:g}s"
-    canary = {"version": "canary"}
-    gate_rules = []
-    for channel in Channel:
-        gate_ms = gates.p99_gate_ms(channel)
-        sel = _sel(job, version="canary", channel=channel.value)
-        gate_rules.append(
-            rule(
-                "CanaryGateP99Latency",
-                f"histogram_quantile(0.99, sum by (le, channel) (rate({DURATION}{sel}[1m])))"
-                f" > {_seconds(gate_ms)} and on (channel)"
-                f" sum by (channel) (increase({REQUESTS}{sel}[{window}])) >= {gates.min_requests}",
-                window,
-                {**canary, "severity": "critical", "channel": channel.value, "gate": "p99_latency"},
-                f"canary {channel.value} p99 {{{{ $value | humanizeDuration }}}} > {gate_ms:g} ms (gate)",
-                f"Hard canary gate: {channel.value} p99 latency above {gate_ms:g} ms for {window}, "
-                f"with at least {gates.min_requests} requests as evidence.",
-            )
-        )
-    csel = _sel(job, version="canary")
-    evidence = f"sum(increase({REQUESTS}{csel}[{window}])) >= {gates.min_requests}"
-    gate_rules.append(
-        rule(
-            "CanaryGate5xx",
-            f"sum(rate({REQUESTS}{_sel(job, version='canary', code='~5..')}[1m])) "
-            f"/ sum(rate({REQUESTS}{csel}[1m])) > {gates.rate_5xx:g} and on () {evidence}",
-            window,
-            {**canary, "severity": "critical", "gate": "rate_5xx", "problem": "http_5xx_burst"},
-            f"canary 5xx rate {{{{ $value | humanizePercentage }}}} > {gates.rate_5xx:.2%} (gate)",
-            f"Hard canary gate: 5xx above {gates.rate_5xx:.2%} for {window}.",
-        )
-    )
-    gate_rules.append(
-        rule(
-            "CanaryGateErrorRate",
-            f"sum(rate({ERRORS}{csel}[1m])) / sum(rate({REQUESTS}{csel}[1m])) > {gates.error_rate:g} "
-            f"and on () {evidence}",
-            window,
-            {**canary, "severity": "critical", "gate": "error_rate"},
-            f"canary error rate {{{{ $value | humanizePercentage }}}} > {gates.error_rate:.2%} (gate)",
-            f"Hard canary gate: errors above {gates.error_rate:.2%} for {window}.",
-        )
-    )
+V = "{{ $labels.version }}"  # Prometheus templating in annotations
+
+# The rules, in file order: (group, alert, for, labels, expr, summary, description). A text is a
+# string, or a function of the target's _Ctx; labels with the value CHANNEL make one rule per channel.
+RULES: tuple[_Rule, ...] = (
+    _Rule(
+        "sla",
+        "LatencySLABreach",
+        "2m",
+        {"severity": "warning", "channel": CHANNEL, "problem": "latency_sla_breach"},
+        lambda c: (
+            f"histogram_quantile({c.q:g}, sum by (le, version, channel) "
+            f"(rate({DURATION}{c.sel(channel=c.ch)}[2m]))) > {_seconds(c.ms)}"
+        ),
+        lambda c: f"{V} {c.ch} {_pct(c.q)} latency {{{{ $value | humanizeDuration }}}} > {c.ms:g} ms (SLA)",
+        lambda c: f"The {c.ch} channel's {_pct(c.q)} latency over 2 minutes breaches the SLA of {c.ms:g} ms.",
+    ),
+    _Rule(
+        "sla",
+        "ErrorRateHigh",
+        "2m",
+        {"severity": "warning", "channel": CHANNEL},
+        lambda c: (
+            f"sum by (version, channel) (rate({ERRORS}{c.sel(channel=c.ch)}[2m])) / sum by "
+            f"(version, channel) (rate({REQUESTS}{c.sel(channel=c.ch)}[2m])) > {c.sla.error_rate:g}"
+        ),
+        lambda c: (
+            f"{V} {c.ch} error rate {{{{ $value | humanizePercentage }}}} > {c.sla.error_rate:.2%} (SLA)"
+        ),
+        lambda c: f"More than {c.sla.error_rate:.2%} of {c.ch} requests failed (HTTP >= 400) over 2 minutes.",
+    ),
+    _Rule(
+        "sla",
+        "Http5xxBurst",
+        "1m",
+        {"severity": "high", "problem": "http_5xx_burst"},
+        lambda c: (
+            f"sum by (version, channel) (rate({REQUESTS}{c.sel(code='~5..')}[2m])) "
+            f"/ sum by (version, channel) (rate({REQUESTS}{c.sel()}[2m])) > {c.gates.rate_5xx:g}"
+        ),
+        lambda c: (
+            f"{V} {{{{ $labels.channel }}}} 5xx rate {{{{ $value | humanizePercentage }}}} "
+            f"> {c.gates.rate_5xx:.2%}"
+        ),
+        "Server errors (HTTP 5xx) above the 5xx gate for a minute.",
+    ),
+    _Rule(
+        "sla",
+        "AsrTimeouts",
+        "1m",
+        {"severity": "high", "channel": "audio", "problem": "audio_timeout"},
+        lambda c: f"sum by (version) (rate({ERRORS}{c.sel(channel='~audio|router', code='504')}[2m])) > 0",
+        f"{V} ASR decode timeouts: {{{{ $value | humanize }}}}/s",
+        "Audio requests time out in the ffmpeg decode (HTTP 504) for a minute.",
+    ),
+    _Rule(
+        "sla",
+        "ModelNotLoaded",
+        "30s",
+        {"severity": "critical", "impact": "core_path", "problem": "model_not_loaded"},
+        lambda c: f"testbed_model_loaded{c.sel()} == 0",
+        f"{V} model {{{{ $labels.model }}}} ({{{{ $labels.module }}}}) is not loaded",
+        "A model of the request path is not loaded or its checksum does not match.",
+    ),
+    _Rule(
+        "sla",
+        "TargetDown",
+        "30s",
+        {"severity": "critical", "impact": "core_path"},
+        lambda c: f"up{c.sel()} == 0",
+        f"{V} ({{{{ $labels.instance }}}}) is down",
+        "Prometheus cannot scrape the service: it is down or unreachable.",
+    ),
+    _Rule(
+        "sla",
+        "InstanceCpuSpike",
+        "1m",
+        {"severity": "info"},
+        lambda c: f"rate(process_cpu_seconds_total{c.sel()}[1m]) > 1.5",
+        f"{V} uses {{{{ $value | humanize }}}} CPU cores",
+        "One instance's CPU is high for a minute: recorded (L1), an incident only when it repeats.",
+    ),
+    _Rule(
+        "canary-gates",
+        "CanaryGateP99Latency",
+        lambda c: c.window,
+        {"version": "canary", "severity": "critical", "channel": CHANNEL, "gate": "p99_latency"},
+        lambda c: (
+            f"histogram_quantile(0.99, sum by (le, channel) (rate({DURATION}"
+            f"{c.sel(version='canary', channel=c.ch)}[1m]))) > {_seconds(c.gate_ms)} and on (channel) "
+            f"sum by (channel) (increase({REQUESTS}{c.sel(version='canary', channel=c.ch)}[{c.window}])) "
+            f">= {c.gates.min_requests}"
+        ),
+        lambda c: f"canary {c.ch} p99 {{{{ $value | humanizeDuration }}}} > {c.gate_ms:g} ms (gate)",
+        lambda c: (
+            f"Hard canary gate: {c.ch} p99 latency above {c.gate_ms:g} ms for {c.window}, "
+            f"with at least {c.gates.min_requests} requests as evidence."
+        ),
+    ),
+    _Rule(
+        "canary-gates",
+        "CanaryGate5xx",
+        lambda c: c.window,
+        {"version": "canary", "severity": "critical", "gate": "rate_5xx", "problem": "http_5xx_burst"},
+        lambda c: (
+            f"sum(rate({REQUESTS}{c.sel(version='canary', code='~5..')}[1m])) "
+            f"/ sum(rate({REQUESTS}{c.sel(version='canary')}[1m])) > {c.gates.rate_5xx:g} "
+            f"and on () {c.evidence}"
+        ),
+        lambda c: f"canary 5xx rate {{{{ $value | humanizePercentage }}}} > {c.gates.rate_5xx:.2%} (gate)",
+        lambda c: f"Hard canary gate: 5xx above {c.gates.rate_5xx:.2%} for {c.window}.",
+    ),
+    _Rule(
+        "canary-gates",
+        "CanaryGateErrorRate",
+        lambda c: c.window,
+        {"version": "canary", "severity": "critical", "gate": "error_rate"},
+        lambda c: (
+            f"sum(rate({ERRORS}{c.sel(version='canary')}[1m])) / sum(rate({REQUESTS}"
+            f"{c.sel(version='canary')}[1m])) > {c.gates.error_rate:g} and on () {c.evidence}"
+        ),
+        lambda c: (
+            f"canary error rate {{{{ $value | humanizePercentage }}}} > {c.gates.error_rate:.2%} (gate)"
+        ),
+        lambda c: f"Hard canary gate: errors above {c.gates.error_rate:.2%} for {c.window}.",
+    ),
+)
+
+
+def testbed_rules(books: Runbooks, target: str = "testbed") -> dict[str, Any]:
+    """The rule groups: each rule of :data:`RULES` for the target (once per channel where it says so)."""
+    job = books.targets.get(target).prometheus_selector.get("job", target)
+    ctx = _Ctx(target, job, books.thresholds, books.thresholds.gates_for(target))
+    groups: dict[str, list[dict[str, Any]]] = {"sla": [], "canary-gates": []}
+    for rule in RULES:
+        channels: list[Channel | None] = list(Channel) if CHANNEL in rule.labels.values() else [None]
+        groups[rule.group] += [rule.build(replace(ctx, channel=channel)) for channel in channels]
     return {
-        "groups": [
-            {"name": f"triage24-{target}-sla", "rules": sla_rules},
-            {"name": f"triage24-{target}-canary-gates", "rules": gate_rules},
-        ]
+        "groups": [{"name": f"triage24-{target}-{name}", "rules": rules} for name, rules in groups.items()]
     }
 
 

@@ -33,8 +33,8 @@ from fastapi.responses import JSONResponse
 
 from diagnostics.intake.config import TOKEN_ENV, IntakeSettings
 from diagnostics.intake.journal import JournalError
-from diagnostics.intake.payload import FieldProblem, PayloadError, parse, too_large
-from diagnostics.intake.service import IntakeService
+from diagnostics.intake.payload import FieldProblem, PayloadError, WebhookPayload, parse, too_large
+from diagnostics.intake.service import IntakeService, Outcome
 
 log = logging.getLogger("triage24.intake")
 
@@ -154,6 +154,118 @@ class _Lazy:
             self._service.stop()
 
 
+def _journal_unavailable(exc: JournalError) -> JSONResponse:
+    return _error(503, "journal unavailable", [FieldProblem("journal", str(exc)[:500], "see the log")])
+
+
+class _Routes:
+    """The route handlers: authenticate, then hand the work to the (lazily built) service."""
+
+    def __init__(
+        self, lazy: _Lazy, tokens: TokenSource, settings: IntakeSettings, clock: Callable[[], float]
+    ) -> None:
+        self.lazy = lazy
+        self.tokens = tokens
+        self.settings = settings
+        self.clock = clock
+        self.auth = _Auth(tokens, settings.signature_window_s, clock)
+        # Journal work runs on one dedicated thread (it is serialized by the journal anyway); only a
+        # run creation (an Airflow call that may wait on its DB) goes to the thread pool.
+        self.journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triage24-journal")
+
+    def service_or_error(self) -> IntakeService | JSONResponse:
+        try:
+            return self.lazy.get()
+        except Exception as exc:  # misconfiguration: say what, answer 503 so Alertmanager retries
+            log.error("intake cannot start: %s", exc)
+            return _error(
+                503,
+                "intake unavailable",
+                [FieldProblem("server", str(exc)[:500], "fix the configuration named here and retry")],
+            )
+
+    async def authenticate(self, request: Request, body: bytes | None) -> JSONResponse | None:
+        valid = [t for t in self.tokens() if t]
+        if not valid:
+            log.error("webhook token not configured; refusing deliveries")
+            return _not_configured()
+        header = request.headers.get("authorization")
+        if header is not None:
+            if self.auth.bearer(header, valid):
+                return None
+            log.warning("rejected request from %s: wrong bearer token", _client(request))
+            return _unauthorized("wrong bearer token")
+        sig, ts = request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
+        if sig is not None and ts is not None and body is not None:
+            why = self.auth.signature(ts, sig, body, valid)
+            if why is None:
+                return None
+            log.warning("rejected request from %s: %s", _client(request), why)
+            return _unauthorized(why)
+        log.warning("rejected request from %s: no credentials", _client(request))
+        return _unauthorized("missing bearer token or signature")
+
+    async def alertmanager(self, request: Request) -> JSONResponse:
+        received_at = self.clock()
+        limit = self.settings.max_body_bytes
+        signed = SIGNATURE_HEADER in request.headers and "authorization" not in request.headers
+        if not signed and (denied := await self.authenticate(request, None)):
+            return denied
+        body = await _read_body(request, limit)
+        if body is None:
+            return _error(413, _ERRORS[413], [too_large(limit)])
+        if signed and (denied := await self.authenticate(request, body)):
+            return denied
+        try:
+            payload = parse(body, request.headers.get("content-type"), limit)
+        except PayloadError as exc:
+            log.info("refused delivery from %s: HTTP %d: %s", _client(request), exc.status, str(exc)[:300])
+            return _error(exc.status, _ERRORS.get(exc.status, "bad request"), exc.problems)
+        service = self.service_or_error()
+        if isinstance(service, JSONResponse):
+            return service
+        try:
+            outcome = await self._deliver(service, payload, body, received_at)
+        except JournalError as exc:
+            log.error("journal unavailable, delivery refused with 503 (Alertmanager retries): %s", exc)
+            return _error(
+                503,
+                "journal unavailable",
+                [FieldProblem("journal", str(exc)[:500], "free disk space / fix permissions of the journal")],
+                headers={"Retry-After": "10"},
+            )
+        headers = {"Retry-After": "10"} if outcome.http_status == 503 else None
+        return JSONResponse(outcome.as_dict(), status_code=outcome.http_status, headers=headers)
+
+    async def _deliver(
+        self, service: IntakeService, payload: WebhookPayload, body: bytes, received_at: float
+    ) -> Outcome:
+        loop = asyncio.get_running_loop()
+        plan = await loop.run_in_executor(self.journal_thread, service.accept, payload, body, received_at)
+        if plan.create or service.inline:
+            return await anyio.to_thread.run_sync(service.complete, plan, received_at)
+        return service.complete(plan, received_at)
+
+    async def health(self, request: Request) -> JSONResponse:
+        return await self._call(request, lambda service: service.health())
+
+    async def reconcile(self, request: Request) -> JSONResponse:
+        return await self._call(request, lambda service: service.reconcile().as_dict())
+
+    async def _call(self, request: Request, work: Callable[[IntakeService], dict[str, Any]]) -> JSONResponse:
+        """An authenticated route whose work (journal, Airflow) runs in the thread pool."""
+        if denied := await self.authenticate(request, None):
+            return denied
+        service = self.service_or_error()
+        if isinstance(service, JSONResponse):
+            return service
+        try:
+            report = await anyio.to_thread.run_sync(work, service)
+        except JournalError as exc:
+            return _journal_unavailable(exc)
+        return JSONResponse(report)
+
+
 def create_app(
     service_factory: Callable[[], IntakeService],
     tokens: TokenSource,
@@ -161,8 +273,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     settings = settings or IntakeSettings()
-    auth = _Auth(tokens, settings.signature_window_s, clock)
     lazy = _Lazy(service_factory)
+    routes = _Routes(lazy, tokens, settings, clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -175,109 +287,9 @@ def create_app(
         title="Triage24 alert intake", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
     )
     app.state.intake = lazy
-    journal_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="triage24-journal")
-
-    def service_or_error() -> IntakeService | JSONResponse:
-        try:
-            return lazy.get()
-        except Exception as exc:  # misconfiguration: say what, answer 503 so Alertmanager retries
-            log.error("intake cannot start: %s", exc)
-            return _error(
-                503,
-                "intake unavailable",
-                [FieldProblem("server", str(exc)[:500], "fix the configuration named here and retry")],
-            )
-
-    async def authenticate(request: Request, body: bytes | None) -> JSONResponse | None:
-        valid = [t for t in tokens() if t]
-        if not valid:
-            log.error("webhook token not configured; refusing deliveries")
-            return _not_configured()
-        header = request.headers.get("authorization")
-        if header is not None:
-            if auth.bearer(header, valid):
-                return None
-            log.warning("rejected request from %s: wrong bearer token", _client(request))
-            return _unauthorized("wrong bearer token")
-        sig, ts = request.headers.get(SIGNATURE_HEADER), request.headers.get(TIMESTAMP_HEADER)
-        if sig is not None and ts is not None and body is not None:
-            why = auth.signature(ts, sig, body, valid)
-            if why is None:
-                return None
-            log.warning("rejected request from %s: %s", _client(request), why)
-            return _unauthorized(why)
-        log.warning("rejected request from %s: no credentials", _client(request))
-        return _unauthorized("missing bearer token or signature")
-
-    @app.post("/alertmanager")
-    async def alertmanager(request: Request) -> JSONResponse:
-        received_at = clock()
-        signed = SIGNATURE_HEADER in request.headers and "authorization" not in request.headers
-        if not signed and (denied := await authenticate(request, None)):
-            return denied
-        body = await _read_body(request, settings.max_body_bytes)
-        if body is None:
-            return _error(413, _ERRORS[413], [too_large(settings.max_body_bytes)])
-        if signed and (denied := await authenticate(request, body)):
-            return denied
-        try:
-            payload = parse(body, request.headers.get("content-type"), settings.max_body_bytes)
-        except PayloadError as exc:
-            log.info("refused delivery from %s: HTTP %d: %s", _client(request), exc.status, str(exc)[:300])
-            return _error(exc.status, _ERRORS.get(exc.status, "bad request"), exc.problems)
-        service = service_or_error()
-        if isinstance(service, JSONResponse):
-            return service
-        try:
-            # Journal work runs on one dedicated thread (it is serialized by the journal anyway);
-            # only a run creation (an Airflow call that may wait on its DB) goes to the thread pool.
-            loop = asyncio.get_running_loop()
-            plan = await loop.run_in_executor(journal_thread, service.accept, payload, body, received_at)
-            if plan.create or service.inline:
-                outcome = await anyio.to_thread.run_sync(service.complete, plan, received_at)
-            else:
-                outcome = service.complete(plan, received_at)
-        except JournalError as exc:
-            log.error("journal unavailable, delivery refused with 503 (Alertmanager retries): %s", exc)
-            return _error(
-                503,
-                "journal unavailable",
-                [FieldProblem("journal", str(exc)[:500], "free disk space / fix permissions of the journal")],
-                headers={"Retry-After": "10"},
-            )
-        headers = {"Retry-After": "10"} if outcome.http_status == 503 else None
-        return JSONResponse(outcome.as_dict(), status_code=outcome.http_status, headers=headers)
-
-    @app.get("/health")
-    async def health(request: Request) -> JSONResponse:
-        if denied := await authenticate(request, None):
-            return denied
-        service = service_or_error()
-        if isinstance(service, JSONResponse):
-            return service
-        try:
-            report: dict[str, Any] = await anyio.to_thread.run_sync(service.health)
-        except JournalError as exc:
-            return _error(
-                503, "journal unavailable", [FieldProblem("journal", str(exc)[:500], "see the log")]
-            )
-        return JSONResponse(report)
-
-    @app.post("/reconcile")
-    async def reconcile(request: Request) -> JSONResponse:
-        if denied := await authenticate(request, None):
-            return denied
-        service = service_or_error()
-        if isinstance(service, JSONResponse):
-            return service
-        try:
-            report = await anyio.to_thread.run_sync(service.reconcile)
-        except JournalError as exc:
-            return _error(
-                503, "journal unavailable", [FieldProblem("journal", str(exc)[:500], "see the log")]
-            )
-        return JSONResponse(report.as_dict())
-
+    app.add_api_route("/alertmanager", routes.alertmanager, methods=["POST"])
+    app.add_api_route("/health", routes.health, methods=["GET"])
+    app.add_api_route("/reconcile", routes.reconcile, methods=["POST"])
     return app
 
 

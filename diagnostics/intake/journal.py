@@ -6,6 +6,9 @@ IMMEDIATE`` so deciding "is there an open incident for this group?" and opening 
 across processes (several api-server workers). A partial unique index lets at most one incident per
 alert group be open at a time, whatever the code above does.
 
+A delivery is one transaction: :meth:`Tx.group_state` (and :meth:`Tx.escalation_state`) read what its
+decision needs, :meth:`Tx.record` writes the decided outcome (types in ``records``).
+
 Tables:
 - ``deliveries``: one row per accepted delivery: raw body, received time, outcome, run id.
 - ``incidents``: one row per incident run: state pending (run not created yet) / open / closed,
@@ -23,9 +26,20 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from diagnostics.intake.records import (
+    AlertRow,
+    Delivery,
+    DeliveryRecord,
+    EscalationLookup,
+    EscalationState,
+    GroupLookup,
+    Incident,
+    Occurrence,
+    Snapshot,
+)
 
 SCHEMA_VERSION = 1
 
@@ -108,70 +122,6 @@ class JournalError(RuntimeError):
     """The journal cannot be opened or written (disk full, permissions, corrupt file)."""
 
 
-@dataclass(frozen=True)
-class Delivery:
-    id: int
-    received_at: float
-    body_sha256: str
-    group_key: str
-    status: str
-    alerts: int
-    grade: str | None
-    rule: str | None
-    escalated: bool
-    run_id: str | None
-    outcome: str
-    detail: str
-    updated_at: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class Incident:
-    run_id: str
-    dag_id: str
-    group_key: str
-    state: str
-    run_state: str | None
-    created_at: float
-    opened_at: float | None
-    closed_at: float | None
-    grade: str
-    rule: str
-    escalated: bool
-    escalation_rule: str
-    escalation_reason: str
-    escalated_at: float | None
-    conf_json: str  # parsed on use only: it can be large (every alert of the first delivery)
-    group_labels_json: str
-    updates: int
-    resolved_at: float | None
-    last_delivery_at: float
-    note_dirty: int
-    note_written_at: float | None
-    state_checked_at: float | None
-    last_running_at: float | None
-    attempts: int
-    last_error: str
-
-    @property
-    def conf(self) -> dict[str, Any]:
-        conf: dict[str, Any] = json.loads(self.conf_json)
-        return conf
-
-    @property
-    def group_labels(self) -> dict[str, str]:
-        labels: dict[str, str] = json.loads(self.group_labels_json)
-        return labels
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {k: v for k, v in self.__dict__.items() if not k.endswith("_json")}
-        out["group_labels"] = self.group_labels
-        return out
-
-
 _DELIVERY_COLS = (
     "id, received_at, body_sha256, group_key, status, alerts, grade, rule, escalated, run_id, outcome, "
     "detail, updated_at"
@@ -193,13 +143,114 @@ def _incident(row: sqlite3.Row) -> Incident:
     return Incident(**data)
 
 
+_NEXT_DELIVERY_ID = (
+    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'deliveries'), 0), "
+    "COALESCE((SELECT MAX(id) FROM deliveries), 0)) + 1"
+)
+
+
 class Tx:
     """Statements run inside one journal transaction."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.c = conn
 
-    # deliveries
+    # --- one delivery: read, then write -----------------------------------------------------------
+
+    def group_state(self, q: GroupLookup) -> Snapshot:
+        """Everything a delivery's decision needs from the journal (reads only). The delivery id is
+        the one AUTOINCREMENT would give: this transaction holds the write lock until it commits."""
+        open_incident = self.open_incident(q.group_key)
+        latest = None
+        if not q.firing and open_incident is None:
+            latest = self.latest_incident(q.group_key, q.resolved)
+        taken = q.run_id is not None and open_incident is None and self.incident(q.run_id) is not None
+        earlier = self.c.execute(
+            "SELECT id FROM deliveries WHERE body_sha256 = ? AND outcome NOT IN ('pending', 'received') "
+            "ORDER BY id DESC LIMIT 1",
+            (q.body_sha256,),
+        ).fetchone()
+        return Snapshot(
+            delivery_id=int(self.c.execute(_NEXT_DELIVERY_ID).fetchone()[0]),
+            known_resolved=frozenset(fp for fp in set(q.resolved) if self._alert_status(fp) == "resolved"),
+            runs=self._occurrence_runs(q.group_key, q.firing),
+            open_incident=open_incident,
+            latest_incident=latest,
+            run_id_taken=taken,
+            earlier_same_body=int(earlier[0]) if earlier else None,
+        )
+
+    def escalation_state(self, group_key: str, q: EscalationLookup) -> EscalationState:
+        repeats = labels = None
+        if q.repeats_since is not None:
+            row = self.c.execute(
+                "SELECT COUNT(*) FROM occurrences WHERE group_key = ? AND first_seen >= ?",
+                (group_key, q.repeats_since),
+            ).fetchone()
+            repeats = int(row[0])
+        if q.firing_since is not None:
+            rows = self.c.execute(
+                "SELECT fingerprint, labels FROM alerts WHERE status = 'firing' AND last_seen >= ?",
+                (q.firing_since,),
+            ).fetchall()
+            labels = {str(r[0]): json.loads(r[1]) for r in rows}
+        return EscalationState(repeats=repeats, firing_labels=labels)
+
+    def record(self, r: DeliveryRecord) -> None:
+        """Journal a decided delivery: the delivery, its alerts and episodes, its incident change."""
+        self.c.execute(
+            "INSERT INTO deliveries (id, received_at, body, body_sha256, group_key, status, alerts, grade, "
+            "rule, escalated, run_id, outcome, detail, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                r.id, r.received_at, r.body, r.body_sha256, r.group_key, r.status, r.alert_count, r.grade,
+                r.rule, r.escalated, r.run_id, r.outcome, r.detail[:2000], r.received_at,
+            ),
+        )  # fmt: skip
+        self.upsert_alerts(r.group_key, r.alerts, r.received_at)
+        self.c.executemany(
+            "INSERT OR IGNORE INTO occurrences (group_key, fingerprint, starts_at, first_seen, grade) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(r.group_key, fp, starts, r.received_at, grade) for fp, starts, grade in r.occurrences],
+        )
+        change = r.incident
+        if (new := change.insert) is not None:
+            self.insert_incident(
+                run_id=new.run_id,
+                dag_id=new.dag_id,
+                group_key=new.group_key,
+                now=r.received_at,
+                grade=new.grade,
+                rule=new.rule,
+                escalated=new.escalated,
+                escalation_rule=new.escalation_rule,
+                escalation_reason=new.escalation_reason,
+                conf=new.conf,
+            )
+        if change.update_run is not None:
+            self.update_incident(change.update_run, **change.update)
+        if change.cover_run is not None:
+            self.cover(r.group_key, change.cover, change.cover_run, r.received_at)
+
+    def _alert_status(self, fingerprint: str) -> str | None:
+        row = self.c.execute("SELECT status FROM alerts WHERE fingerprint = ?", (fingerprint,)).fetchone()
+        return str(row[0]) if row else None
+
+    def _occurrence_runs(
+        self, group_key: str, occurrences: Iterable[Occurrence]
+    ) -> dict[Occurrence, str | None]:
+        out: dict[Occurrence, str | None] = {}
+        for fp, starts in dict.fromkeys(occurrences):
+            row = self.c.execute(
+                "SELECT run_id FROM occurrences WHERE group_key = ? AND fingerprint = ? AND starts_at = ?",
+                (group_key, fp, starts),
+            ).fetchone()
+            if row is not None:
+                out[(fp, starts)] = None if row[0] is None else str(row[0])
+        return out
+
+    # --- deliveries -------------------------------------------------------------------------------
+
     def insert_delivery(
         self, received_at: float, body: bytes, sha: str, group_key: str, status: str, alerts: int
     ) -> int:
@@ -230,14 +281,6 @@ class Tx:
             (outcome, run_id, detail[:2000], now, grade, rule, escalated, delivery_id),
         )
 
-    def earlier_same_body(self, sha: str, before_id: int) -> Delivery | None:
-        row = self.c.execute(
-            f"SELECT {_DELIVERY_COLS} FROM deliveries WHERE body_sha256 = ? AND id < ? "  # noqa: S608
-            "AND outcome NOT IN ('pending', 'received') ORDER BY id DESC LIMIT 1",
-            (sha, before_id),
-        ).fetchone()
-        return _delivery(row) if row else None
-
     def replay_pending(self, run_id: str, outcome: str, detail: str, now: float) -> int:
         cur = self.c.execute(
             "UPDATE deliveries SET outcome = ?, detail = ?, updated_at = ? "
@@ -246,19 +289,9 @@ class Tx:
         )
         return cur.rowcount
 
-    # alerts mirror
-    def not_yet_resolved(self, fingerprints: Iterable[str]) -> list[str]:
-        """Of these fingerprints, those the journal does not already know as resolved."""
-        out = []
-        for fp in fingerprints:
-            row = self.c.execute("SELECT status FROM alerts WHERE fingerprint = ?", (fp,)).fetchone()
-            if row is None or row[0] != "resolved":
-                out.append(fp)
-        return out
+    # --- alerts mirror and occurrences ------------------------------------------------------------
 
-    def upsert_alerts(
-        self, group_key: str, alerts: Iterable[tuple[str, str, dict[str, str], str]], now: float
-    ) -> None:
+    def upsert_alerts(self, group_key: str, alerts: Iterable[AlertRow], now: float) -> None:
         self.c.executemany(
             "INSERT INTO alerts (fingerprint, group_key, status, labels, starts_at, last_seen) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (fingerprint) DO UPDATE SET "
@@ -270,40 +303,7 @@ class Tx:
             ],
         )
 
-    def firing_labels(self, since: float) -> list[dict[str, str]]:
-        rows = self.c.execute(
-            "SELECT labels FROM alerts WHERE status = 'firing' AND last_seen >= ?", (since,)
-        ).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
-    # occurrences
-    def add_occurrences(
-        self, group_key: str, occurrences: Iterable[tuple[str, str, str]], now: float
-    ) -> list[tuple[str, str]]:
-        """Record (fingerprint, startsAt, grade) episodes; return the ones not seen before."""
-        new = []
-        for fp, starts, grade in occurrences:
-            cur = self.c.execute(
-                "INSERT OR IGNORE INTO occurrences (group_key, fingerprint, starts_at, first_seen, grade) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (group_key, fp, starts, now, grade),
-            )
-            if cur.rowcount:
-                new.append((fp, starts))
-        return new
-
-    def uncovered(self, group_key: str, occurrences: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-        out = []
-        for fp, starts in occurrences:
-            row = self.c.execute(
-                "SELECT run_id FROM occurrences WHERE group_key = ? AND fingerprint = ? AND starts_at = ?",
-                (group_key, fp, starts),
-            ).fetchone()
-            if row is None or row[0] is None:
-                out.append((fp, starts))
-        return out
-
-    def cover(self, group_key: str, occurrences: Iterable[tuple[str, str]], run_id: str, now: float) -> None:
+    def cover(self, group_key: str, occurrences: Iterable[Occurrence], run_id: str, now: float) -> None:
         self.c.executemany(
             "UPDATE occurrences SET run_id = ?, covered_at = ? WHERE group_key = ? AND fingerprint = ? "
             "AND starts_at = ? AND run_id IS NULL",
@@ -319,24 +319,8 @@ class Tx:
         )
         return cur.rowcount
 
-    def covering_run(self, group_key: str, occurrences: Iterable[tuple[str, str]]) -> str | None:
-        for fp, starts in occurrences:
-            row = self.c.execute(
-                "SELECT run_id FROM occurrences WHERE group_key = ? AND fingerprint = ? AND starts_at = ? "
-                "AND run_id IS NOT NULL",
-                (group_key, fp, starts),
-            ).fetchone()
-            if row:
-                return str(row[0])
-        return None
+    # --- incidents --------------------------------------------------------------------------------
 
-    def count_occurrences(self, group_key: str, since: float) -> int:
-        row = self.c.execute(
-            "SELECT COUNT(*) FROM occurrences WHERE group_key = ? AND first_seen >= ?", (group_key, since)
-        ).fetchone()
-        return int(row[0])
-
-    # incidents
     def open_incident(self, group_key: str) -> Incident | None:
         row = self.c.execute(
             "SELECT * FROM incidents WHERE group_key = ? AND state != 'closed'", (group_key,)
@@ -410,6 +394,14 @@ class Tx:
             raise ValueError(f"not incident columns: {sorted(unknown)}")
         sets = ", ".join(f"{k} = ?" for k in fields)
         self.c.execute(f"UPDATE incidents SET {sets} WHERE run_id = ?", (*fields.values(), run_id))  # noqa: S608
+
+    def note_written(self, run_id: str, now: float, last_delivery_at: float) -> None:
+        """The note is written, unless a delivery marked it dirty while it was being written."""
+        self.c.execute(
+            "UPDATE incidents SET note_written_at = ?, note_dirty = 0 WHERE run_id = ? "
+            "AND last_delivery_at <= ?",
+            (now, run_id, last_delivery_at),
+        )
 
     def claim_state_check(self, run_id: str, now: float, max_age_s: float) -> bool:
         """True for the one caller that should ask Airflow for the run's state now."""

@@ -1,0 +1,361 @@
+"""The intake's decisions, as pure functions: no journal, no Airflow, no clock.
+
+One delivery goes ``incoming`` (what the payload says) -> the service reads a :class:`Snapshot` of
+the journal (:func:`escalation_lookup` says which escalation counts to read with it) -> :func:`decide`
+-> a :class:`Decision`: the :class:`Plan` (the answer and what to do after the commit) and the
+:class:`DeliveryRecord` to journal, in the delivery's one transaction.
+
+- no firing alert -> ``resolved``: annotates the group's incident, never starts one (``duplicate``
+  when the journal already knew them resolved);
+- the group has an open incident -> ``update`` on it when the delivery brings news (a new firing
+  alert, a resolved one, a higher grade, an escalation), else ``duplicate``;
+- every firing alert already covered by an earlier incident -> ``duplicate``;
+- a grade that does not start incidents (L1) and has not escalated -> ``recorded`` (aggregated);
+- otherwise a new incident, journaled ``pending`` until its run exists (:func:`after_creation`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from diagnostics.intake.grading import Escalation, EscalationFacts, Graded, Grader
+from diagnostics.intake.payload import WebhookPayload, iso
+from diagnostics.intake.records import (
+    AlertRow,
+    DeliveryRecord,
+    EscalationLookup,
+    GroupLookup,
+    Incident,
+    IncidentWrite,
+    NewIncident,
+    Occurrence,
+    Snapshot,
+)
+from diagnostics.intake.runid import incident_run_id
+from diagnostics.runbooks.grading import GradeId, Repeats, Sustained
+
+ConfFor = Callable[[Graded, Escalation], dict[str, Any]]  # the new incident's run conf
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What one delivery says, computed once from the payload."""
+
+    group_key: str
+    status: str
+    body: bytes
+    body_sha256: str
+    received_at: float
+    alert_count: int
+    graded: Graded  # the group's grade: of its firing alerts (of all when none fires)
+    alerts: tuple[AlertRow, ...]  # every alert, for the journal's alerts mirror
+    firing: tuple[Occurrence, ...]  # the firing alerts' episodes, in payload order
+    firing_grades: tuple[str, ...]  # each firing alert's own grade
+    firing_labels: tuple[dict[str, str], ...]
+    first_firing_at: float | None  # the earliest startsAt of a firing alert
+    resolved: tuple[str, ...]  # fingerprints of the resolved alerts
+    run_id: str | None  # the id a new incident for the firing alerts gets
+    name: str  # the group, for the log
+    summary: str
+
+    @property
+    def lookup(self) -> GroupLookup:
+        return GroupLookup(self.group_key, self.body_sha256, self.firing, self.resolved, self.run_id)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The decision's answer and what is left to do once it is committed."""
+
+    delivery_id: int
+    outcome: str  # created | pending | update | duplicate | resolved | recorded
+    run_id: str | None = None
+    graded: Graded | None = None
+    escalation: Escalation | None = None
+    detail: str = ""
+    create: bool = False  # create the incident's run
+    then: str = ""  # the outcome once the pending incident's run exists (updates only)
+    note: bool = False
+    force_note: bool = False
+    group: str = ""
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    plan: Plan
+    record: DeliveryRecord
+
+
+def incoming(payload: WebhookPayload, body: bytes, received_at: float, grader: Grader) -> Incoming:
+    firing = payload.firing
+    occurrences = tuple(a.occurrence for a in firing)
+    return Incoming(
+        group_key=payload.group_key,
+        status=payload.status,
+        body=body,
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        received_at=received_at,
+        alert_count=len(payload.alerts),
+        graded=grader.grade_group(a.labels for a in (firing or payload.alerts)),
+        alerts=tuple(
+            (a.fingerprint.lower(), a.status, dict(a.labels), iso(a.starts_at)) for a in payload.alerts
+        ),
+        firing=occurrences,
+        firing_grades=tuple(grader.grade_alert(a.labels).grade.value for a in firing),
+        firing_labels=tuple(dict(a.labels) for a in firing),
+        first_firing_at=min(a.starts_at for a in firing).timestamp() if firing else None,
+        resolved=tuple(a.fingerprint.lower() for a in payload.resolved),
+        run_id=incident_run_id(payload.group_key, occurrences, _readable(payload)) if firing else None,
+        name=_group_name(payload),
+        summary=f"{len(payload.alerts)} alert(s) {payload.status}",
+    )
+
+
+def escalation_lookup(
+    d: Incoming, s: Snapshot, grader: Grader, alert_ttl_s: float
+) -> EscalationLookup | None:
+    """The counts :func:`decide` will need to decide escalation, if any (read them into ``s``)."""
+    grade = _escalation_grade(d, s)
+    if grade is None:
+        return None
+    policy = grader.policy(grade).escalation
+    if isinstance(policy, Repeats):
+        return EscalationLookup(repeats_since=d.received_at - policy.within_s)
+    if isinstance(policy, Sustained) and _duration(d) > policy.longer_than_s:
+        return EscalationLookup(firing_since=d.received_at - alert_ttl_s)  # only then the (costlier) count
+    return None
+
+
+def decide(d: Incoming, s: Snapshot, grader: Grader, dag_id: str, conf_for: ConfFor) -> Decision:
+    resolved_news = [fp for fp in d.resolved if fp not in s.known_resolved]
+    if not d.firing:
+        plan, write = _resolved(d, s, resolved_news)
+    elif s.open_incident is not None:
+        plan, write = _update(d, s, s.open_incident, resolved_news, grader)
+    elif not (uncovered := _uncovered(d, s)):
+        run_id = next((r for occ in d.firing if (r := s.runs.get(occ)) is not None), None)
+        plan = _plan(d, s, "duplicate", run_id, "every firing alert is covered by an earlier incident")
+        write = IncidentWrite()
+    else:
+        plan, write = _open(d, s, uncovered, grader, dag_id, conf_for)
+    if plan.outcome == "duplicate" and s.earlier_same_body is not None:
+        plan = replace(plan, detail=f"{plan.detail} (same body as delivery {s.earlier_same_body})")
+    record = DeliveryRecord(
+        id=s.delivery_id,
+        received_at=d.received_at,
+        body=d.body,
+        body_sha256=d.body_sha256,
+        group_key=d.group_key,
+        status=d.status,
+        alert_count=d.alert_count,
+        outcome=plan.outcome,
+        run_id=plan.run_id,
+        detail=plan.detail,
+        grade=d.graded.grade.value,  # the delivery's own grade (the plan's is the incident's)
+        rule=d.graded.rule,
+        escalated=bool(plan.escalation and plan.escalation.escalated),
+        alerts=d.alerts,
+        occurrences=tuple((fp, starts, g) for (fp, starts), g in zip(d.firing, d.firing_grades, strict=True)),
+        incident=write,
+    )
+    return Decision(plan, record)
+
+
+def after_creation(plan: Plan, ok: bool | None, detail: str) -> Plan:
+    """The plan once its run creation was tried: ``ok`` None when a concurrent delivery is creating
+    it, ``detail`` how it went ("created", "existed in Airflow already", or why not)."""
+    if ok is None:
+        return replace(plan, outcome=plan.then, detail=f"{plan.detail}; run {detail}")
+    if not ok:
+        return replace(plan, detail=f"{plan.detail}; run not created: {detail}")
+    # "update": news for an incident whose run did not exist until now; otherwise a new incident, or
+    # a retry of its delivery
+    new = "created" if detail == "created" else "duplicate"
+    outcome = "update" if plan.then == "update" else new
+    return replace(plan, outcome=outcome, detail=f"{plan.detail}; run {detail}")
+
+
+# --- the branches ---------------------------------------------------------------------------------
+
+
+def _plan(d: Incoming, s: Snapshot, outcome: str, run_id: str | None, detail: str, **kw: Any) -> Plan:
+    kw.setdefault("graded", d.graded)
+    return Plan(s.delivery_id, outcome, run_id, detail=detail, group=d.name, summary=d.summary, **kw)
+
+
+def _resolved(d: Incoming, s: Snapshot, resolved_news: list[str]) -> tuple[Plan, IncidentWrite]:
+    target = s.open_incident or s.latest_incident
+    run_id = target.run_id if target else None
+    if not resolved_news:
+        return _plan(d, s, "duplicate", run_id, "these alerts were already known resolved"), IncidentWrite()
+    detail = f"{len(resolved_news)} alert(s) resolved"
+    if target is None:
+        detail += "; no incident of this group to annotate"
+        return _plan(d, s, "resolved", None, detail), IncidentWrite()
+    now = d.received_at
+    write = IncidentWrite(
+        update_run=target.run_id,
+        update={"resolved_at": now, "last_delivery_at": now, "updates": target.updates + 1, "note_dirty": 2},
+    )
+    plan = _plan(d, s, "resolved", run_id, f"{detail}; annotated {target.run_id}", note=True, force_note=True)
+    return plan, write
+
+
+def _update(
+    d: Incoming, s: Snapshot, incident: Incident, resolved_news: list[str], grader: Grader
+) -> tuple[Plan, IncidentWrite]:
+    now = d.received_at
+    current = GradeId(incident.grade)
+    raised = d.graded.grade.rank > current.rank
+    grade = d.graded.grade if raised else current
+    changes: dict[str, Any] = {"last_delivery_at": now}
+    news = []
+    if new := _new(d, s):
+        news.append(f"{len(new)} new firing alert(s)")
+    if resolved_news:
+        news.append(f"{len(resolved_news)} alert(s) resolved")
+    if raised:
+        news.append(f"grade raised {current.value} -> {grade.value} ({d.graded.rule})")
+        changes.update(grade=grade.value, rule=d.graded.rule)
+    force_note = False
+    if incident.escalated:
+        esc = Escalation(True, incident.escalation_rule, incident.escalation_reason)
+    else:
+        esc = _escalation(d, s, grade, grader)
+        if esc.escalated:
+            news.append(f"escalated: {esc.reason}")
+            changes.update(
+                escalated=1, escalation_rule=esc.rule, escalation_reason=esc.reason, escalated_at=now
+            )
+            force_note = True
+    if news:
+        outcome, detail = "update", "; ".join(news)
+        force_note = force_note or raised or bool(resolved_news)
+        changes.update(
+            updates=incident.updates + 1, note_dirty=max(2 if force_note else 1, incident.note_dirty)
+        )
+    else:
+        outcome, detail = "duplicate", "no news for the open incident"
+    then = ""
+    if incident.state == "pending":  # its run does not exist yet: this delivery retries creating it
+        then, outcome, detail = outcome, "pending", f"{detail}; incident not created yet"
+    plan = _plan(
+        d,
+        s,
+        outcome,
+        incident.run_id,
+        detail,
+        graded=Graded(grade, d.graded.rule if raised else incident.rule),
+        escalation=esc,
+        create=bool(then),
+        then=then,
+        note=bool(news),
+        force_note=force_note,
+    )
+    write = IncidentWrite(
+        update_run=incident.run_id, update=changes, cover=_uncovered(d, s), cover_run=incident.run_id
+    )
+    return plan, write
+
+
+def _open(
+    d: Incoming,
+    s: Snapshot,
+    uncovered: tuple[Occurrence, ...],
+    grader: Grader,
+    dag_id: str,
+    conf_for: ConfFor,
+) -> tuple[Plan, IncidentWrite]:
+    graded = d.graded
+    esc = _escalation(d, s, graded.grade, grader)
+    if not grader.policy(graded.grade).starts_incident and not esc.escalated:
+        detail = f"{graded.grade.value} is recorded and aggregated, no incident: {esc.reason}"
+        return _plan(d, s, "recorded", None, detail, escalation=esc), IncidentWrite()
+    assert d.run_id is not None
+    if s.run_id_taken:  # a closed incident with this very id
+        detail = "an incident for these firing alerts existed already"
+        return _plan(d, s, "duplicate", d.run_id, detail, escalation=esc), IncidentWrite()
+    new = NewIncident(
+        run_id=d.run_id,
+        dag_id=dag_id,
+        group_key=d.group_key,
+        grade=graded.grade.value,
+        rule=graded.rule,
+        escalated=esc.escalated,
+        escalation_rule=esc.rule,
+        escalation_reason=esc.reason,
+        conf=conf_for(graded, esc),
+    )
+    detail = f"new incident for {len(d.firing)} firing alert(s)"
+    plan = _plan(d, s, "pending", d.run_id, detail, escalation=esc, create=True)
+    return plan, IncidentWrite(insert=new, cover=uncovered, cover_run=d.run_id)
+
+
+# --- escalation -----------------------------------------------------------------------------------
+
+
+def _escalation_grade(d: Incoming, s: Snapshot) -> GradeId | None:
+    """The grade whose escalation policy :func:`decide` applies (None: it decides no escalation)."""
+    if not d.firing:
+        return None
+    incident = s.open_incident
+    if incident is None:
+        return d.graded.grade if _uncovered(d, s) else None
+    if incident.escalated:
+        return None
+    current = GradeId(incident.grade)
+    return d.graded.grade if d.graded.grade.rank > current.rank else current
+
+
+def _escalation(d: Incoming, s: Snapshot, grade: GradeId, grader: Grader) -> Escalation:
+    policy = grader.policy(grade).escalation
+    facts = EscalationFacts()
+    if isinstance(policy, Repeats):
+        assert s.escalation is not None and s.escalation.repeats is not None, "escalation_lookup not read"
+        # The journaled episodes in the window, and this delivery's new ones (first seen now).
+        facts = EscalationFacts(repeats=s.escalation.repeats + len(_new(d, s)))
+    elif isinstance(policy, Sustained):
+        duration = _duration(d)
+        services = None
+        if duration > policy.longer_than_s:
+            assert s.escalation is not None and s.escalation.firing_labels is not None, "lookup not read"
+            # Alerts seen firing, as the journal has them once this delivery's alerts replace theirs.
+            mine = {fp for fp, *_ in d.alerts}
+            labels = [lb for fp, lb in s.escalation.firing_labels.items() if fp not in mine]
+            labels += d.firing_labels
+            services = len({v for v in map(grader.service_of, labels) if v is not None})
+        facts = EscalationFacts(duration_s=duration, services=services)
+    return grader.escalation(grade, facts)
+
+
+def _duration(d: Incoming) -> float:
+    assert d.first_firing_at is not None
+    return max(0.0, d.received_at - d.first_firing_at)
+
+
+# --- episodes -------------------------------------------------------------------------------------
+
+
+def _new(d: Incoming, s: Snapshot) -> list[Occurrence]:
+    """The delivery's firing episodes the journal has not seen before (each once)."""
+    return [occ for occ in dict.fromkeys(d.firing) if occ not in s.runs]
+
+
+def _uncovered(d: Incoming, s: Snapshot) -> tuple[Occurrence, ...]:
+    """The delivery's firing episodes no incident covers (new ones included)."""
+    return tuple(occ for occ in d.firing if s.runs.get(occ) is None)
+
+
+def _readable(payload: WebhookPayload) -> str:
+    """The group's label values, for people reading run ids (e.g. testbed-canary)."""
+    values = [v for _, v in sorted(payload.group_labels.items())]
+    return "-".join(values) or payload.label("alertname") or ""
+
+
+def _group_name(payload: WebhookPayload) -> str:
+    labels = payload.group_labels
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))[:200] or payload.group_key[:200]

@@ -1,0 +1,122 @@
+"""The intake's reconciler: nothing journaled stays without its effect in Airflow.
+
+- :meth:`Reconciler.reconcile` (``POST /reconcile``, the reconciler DAG, ``triage24 intake
+  reconcile``): create the runs of pending incidents (and replay their deliveries), close incidents
+  whose run finished, write stale notes, prune old history;
+- :meth:`Reconciler.start`: the same off the request path in the api-server, as a maintainer thread
+  (run states and notes every tick, pending incidents every ``retry_pending_s``).
+
+An incident found finished releases the alerts it took on after its run was last seen running: they
+open a new incident with the group's next delivery instead of being lost in a finished one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from diagnostics.intake.config import IntakeSettings
+from diagnostics.intake.journal import Journal
+from diagnostics.intake.runs import RunKeeper
+
+log = logging.getLogger("triage24.intake")
+
+
+@dataclass
+class ReconcileReport:
+    replayed: list[str] = field(default_factory=list)
+    still_pending: dict[str, str] = field(default_factory=dict)
+    closed: list[str] = field(default_factory=list)
+    notes_written: int = 0
+    pruned: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Reconciler:
+    def __init__(
+        self, journal: Journal, runs: RunKeeper, settings: IntakeSettings, clock: Callable[[], float]
+    ) -> None:
+        self.journal = journal
+        self.runs = runs
+        self.settings = settings
+        self.clock = clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def reconcile(self) -> ReconcileReport:
+        """Create pending runs, close finished incidents, write stale notes, prune old history."""
+        report = ReconcileReport()
+        now = self.clock()
+        self.retry_pending(now, report)
+        report.closed, report.notes_written = self.maintain(now, max_age_s=0.0, force_notes=True)
+        retention = self.settings.retention_days * 86_400
+        report.pruned = self.journal.prune(now - retention, now - max(retention, self.settings.alert_ttl_s))
+        return report
+
+    def retry_pending(self, now: float, report: ReconcileReport) -> None:
+        for incident in self.journal.incidents(state="pending"):
+            ok, detail = self.runs.create(incident.run_id, now)
+            if ok is None:
+                continue
+            if ok:
+                report.replayed.append(incident.run_id)
+            else:
+                report.still_pending[incident.run_id] = detail
+
+    def maintain(
+        self, now: float | None = None, max_age_s: float | None = None, force_notes: bool = False
+    ) -> tuple[list[str], int]:
+        """One maintenance pass: close incidents whose run finished (states older than ``max_age_s``,
+        default ``state_cache_s``), then write dirty notes (throttled unless urgent or forced)."""
+        now = self.clock() if now is None else now
+        max_age = self.settings.state_cache_s if max_age_s is None else max_age_s
+        runs = self.runs
+        closed = [i.run_id for i in self.journal.incidents(state="open") if runs.refresh(i, now, max_age)]
+        written = sum(runs.write_note(i.run_id, force=force_notes) for i in self.journal.dirty_notes())
+        return closed, written
+
+    # --- the maintainer thread ------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Run a maintenance pass now (a note that must not wait for the next tick)."""
+        self._wake.set()
+
+    def start(self, retry_pending_s: float = 30.0) -> None:
+        """Start the maintainer thread: notes and run states every tick, pending incidents every
+        ``retry_pending_s``."""
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            last_retry = time.monotonic()
+            tick = max(
+                0.2, min(1.0, self.settings.state_cache_s or 1.0, self.settings.note_interval_s or 1.0)
+            )
+            while not self._stop.is_set():
+                self._wake.wait(timeout=tick)
+                self._wake.clear()
+                try:
+                    if time.monotonic() - last_retry >= retry_pending_s:
+                        last_retry = time.monotonic()
+                        self.retry_pending(self.clock(), ReconcileReport())
+                    self.maintain()
+                except Exception:  # the thread must survive anything: log it and try again
+                    log.exception("intake maintenance pass failed; retrying")
+
+        self._thread = threading.Thread(target=loop, name="triage24-intake-maintainer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

@@ -1,0 +1,173 @@
+"""Typed records the intake journal reads and writes (no I/O here).
+
+- :class:`Delivery` and :class:`Incident`: rows of the journal.
+- :class:`GroupLookup` -> :class:`Snapshot`: what one delivery's decision reads from the journal, in
+  one step, inside the delivery's transaction (:meth:`Tx.group_state <diagnostics.intake.journal.Tx>`
+  and, when an escalation policy needs counts, :meth:`Tx.escalation_state`).
+- :class:`DeliveryRecord`: what the decision writes back, in one step (:meth:`Tx.record`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Occurrence = tuple[str, str]  # (fingerprint, startsAt): one firing episode of one alert
+AlertRow = tuple[str, str, dict[str, str], str]  # (fingerprint, status, labels, startsAt)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: int
+    received_at: float
+    body_sha256: str
+    group_key: str
+    status: str
+    alerts: int
+    grade: str | None
+    rule: str | None
+    escalated: bool
+    run_id: str | None
+    outcome: str
+    detail: str
+    updated_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Incident:
+    run_id: str
+    dag_id: str
+    group_key: str
+    state: str
+    run_state: str | None
+    created_at: float
+    opened_at: float | None
+    closed_at: float | None
+    grade: str
+    rule: str
+    escalated: bool
+    escalation_rule: str
+    escalation_reason: str
+    escalated_at: float | None
+    conf_json: str  # parsed on use only: it can be large (every alert of the first delivery)
+    group_labels_json: str
+    updates: int
+    resolved_at: float | None
+    last_delivery_at: float
+    note_dirty: int
+    note_written_at: float | None
+    state_checked_at: float | None
+    last_running_at: float | None
+    attempts: int
+    last_error: str
+
+    @property
+    def conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = json.loads(self.conf_json)
+        return conf
+
+    @property
+    def group_labels(self) -> dict[str, str]:
+        labels: dict[str, str] = json.loads(self.group_labels_json)
+        return labels
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if not k.endswith("_json")}
+        out["group_labels"] = self.group_labels
+        return out
+
+
+# --- the read step ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroupLookup:
+    """What to read for one delivery of an alert group."""
+
+    group_key: str
+    body_sha256: str
+    firing: tuple[Occurrence, ...]  # the delivery's firing episodes
+    resolved: tuple[str, ...]  # fingerprints of its resolved alerts
+    run_id: str | None  # the id a new incident for its firing alerts would get
+
+
+@dataclass(frozen=True)
+class EscalationLookup:
+    """The counts an escalation policy needs (None: not needed)."""
+
+    repeats_since: float | None = None  # the group's episodes first seen since then
+    firing_since: float | None = None  # alerts of any group seen firing since then
+
+
+@dataclass(frozen=True)
+class EscalationState:
+    repeats: int | None = None  # episodes journaled before this delivery
+    firing_labels: Mapping[str, Mapping[str, str]] | None = None  # fingerprint -> labels
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The journal as one delivery's decision sees it (read before the delivery writes anything)."""
+
+    delivery_id: int  # the id the delivery is journaled with
+    known_resolved: frozenset[str]  # of its resolved fingerprints, those already journaled resolved
+    runs: Mapping[Occurrence, str | None]  # its firing episodes already journaled -> covering run
+    open_incident: Incident | None
+    latest_incident: Incident | None  # nothing firing, no open incident: the incident to annotate
+    run_id_taken: bool  # an incident with the new run id exists (a closed one)
+    earlier_same_body: int | None  # the last finished delivery with the same body
+    escalation: EscalationState | None = None
+
+
+# --- the write step -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewIncident:
+    run_id: str
+    dag_id: str
+    group_key: str
+    grade: str
+    rule: str
+    escalated: bool
+    escalation_rule: str
+    escalation_reason: str
+    conf: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class IncidentWrite:
+    """A delivery's change to incidents: one update or one new incident, and the episodes it covers."""
+
+    update_run: str | None = None
+    update: Mapping[str, Any] = field(default_factory=dict)  # incident columns -> values
+    insert: NewIncident | None = None
+    cover: tuple[Occurrence, ...] = ()
+    cover_run: str | None = None
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """Everything one delivery writes to the journal, in one transaction."""
+
+    id: int
+    received_at: float
+    body: bytes
+    body_sha256: str
+    group_key: str
+    status: str
+    alert_count: int
+    outcome: str
+    run_id: str | None
+    detail: str
+    grade: str
+    rule: str
+    escalated: bool
+    alerts: tuple[AlertRow, ...]  # the alerts mirror
+    occurrences: tuple[tuple[str, str, str], ...]  # (fingerprint, startsAt, grade) firing episodes
+    incident: IncidentWrite = field(default_factory=IncidentWrite)

@@ -1,6 +1,7 @@
-"""The layout's rules, checked on the import graph (every import statement, at any depth, including
-those inside functions and under TYPE_CHECKING): the library imports no Airflow, no testbed and no
-harness, and no module imports one that imports it back."""
+"""The layout's rules, checked on the import graph: the library imports no Airflow, no testbed and no
+harness (any import statement counts, inside functions and under TYPE_CHECKING too), and no module
+imports one that imports it back at run time (imports inside functions count; an import under
+``if TYPE_CHECKING:`` is for annotations only and does not make a cycle)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,22 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
-def _imports(name: str, path: Path) -> Iterator[str]:
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """Ids of the import nodes under ``if TYPE_CHECKING:``."""
+    ids: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            ids.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return ids
+
+
+def _imports(name: str, path: Path, *, runtime_only: bool = False) -> Iterator[str]:
     is_package = path.name == "__init__.py"
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = _type_checking_only(tree) if runtime_only else set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -44,11 +58,11 @@ def _imports(name: str, path: Path) -> Iterator[str]:
 
 
 def _graph() -> dict[str, set[str]]:
-    """Module -> the project modules it imports (the deepest module each import names)."""
+    """Module -> the project modules it imports at run time (the deepest module each import names)."""
     graph: dict[str, set[str]] = {}
     for name, path in MODULES.items():
         targets = set()
-        for imported in _imports(name, path):
+        for imported in _imports(name, path, runtime_only=True):
             while imported and imported not in MODULES:
                 imported = imported.rpartition(".")[0]
             if imported and imported != name:

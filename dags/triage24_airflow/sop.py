@@ -127,7 +127,7 @@ class SopLayout:
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
         from diagnostics.deep_diagnosis.kubernetes import pod_operator_kwargs
-        from diagnostics.deep_diagnosis.registry import resolve
+        from diagnostics.checks.registry import resolve
 
         assert self.execution.kubernetes is not None  # the schema requires it in kubernetes mode
         pulled = "{{ ti.xcom_pull(task_ids='" + task_ids.OPEN_INCIDENT + "', key='incident_b64') }}"

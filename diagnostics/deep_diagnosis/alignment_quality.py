@@ -22,9 +22,9 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from diagnostics.checks.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome, finding
 from diagnostics.deep_diagnosis.probe import golden_embeddings
-from diagnostics.deep_diagnosis.registry import CheckSpec, register
 from diagnostics.incident.results import Finding, Status
 
 CHECK = "alignment_quality"

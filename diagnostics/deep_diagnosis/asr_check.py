@@ -14,9 +14,9 @@ import statistics
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diagnostics.checks.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome, finding
 from diagnostics.deep_diagnosis.encoders import ReferenceModelError, Transcript
-from diagnostics.deep_diagnosis.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.service import ServiceError
 from diagnostics.golden_set import GoldenAudio, error_rate
 from diagnostics.incident.results import Finding, Status

@@ -24,10 +24,10 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
+from diagnostics.checks.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome, finding
 from diagnostics.deep_diagnosis.encoders import ReferenceModelError
 from diagnostics.deep_diagnosis.probe import FloatArray, golden_embeddings, reference_embeddings, same_caption
-from diagnostics.deep_diagnosis.registry import CheckSpec, register
 from diagnostics.incident.results import Finding, Status
 
 CHECK = "clip_consistency"

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from diagnostics.checks.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome
 from diagnostics.deep_diagnosis.drift_judge import DriftResult, embedding_drift, latency_drift
-from diagnostics.deep_diagnosis.registry import CheckSpec, register
 from diagnostics.incident.results import Finding, Status
 
 CHECK = "drift"

@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from diagnostics.checks.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome, finding
 from diagnostics.deep_diagnosis.encoders import ReferenceModelError
 from diagnostics.deep_diagnosis.probe import FloatArray, golden_embeddings, unit
-from diagnostics.deep_diagnosis.registry import CheckSpec, register
 from diagnostics.incident.results import Finding, Status
 
 CHECK = "embedding_alignment"

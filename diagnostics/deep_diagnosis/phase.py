@@ -12,9 +12,9 @@ import logging
 import os
 from typing import Any
 
+from diagnostics.checks.registry import checks_of_phase
 from diagnostics.config import Settings
 from diagnostics.deep_diagnosis.base import PHASE, DeepContext, DeepResult, Progress, log_progress
-from diagnostics.deep_diagnosis.registry import checks_of_phase
 from diagnostics.deep_diagnosis.runner import run_check
 from diagnostics.incident.model import Incident
 from diagnostics.incident.results import CheckResult, Status

@@ -22,8 +22,8 @@ from collections import Counter
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diagnostics.checks.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome, finding
-from diagnostics.deep_diagnosis.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.service import ServiceError
 from diagnostics.incident.results import Finding, Status
 

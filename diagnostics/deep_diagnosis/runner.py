@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from diagnostics.checks.registry import CheckSpec, resolve
 from diagnostics.deep_diagnosis.base import (
     VERSIONS,
     DeepContext,
@@ -28,7 +29,6 @@ from diagnostics.deep_diagnosis.base import (
     worst,
 )
 from diagnostics.deep_diagnosis.encoders import ReferenceModelError
-from diagnostics.deep_diagnosis.registry import CheckSpec, resolve
 from diagnostics.deep_diagnosis.service import ServiceError
 from diagnostics.incident.results import Finding, Status
 from diagnostics.runbooks import Runbooks

@@ -19,9 +19,9 @@ import statistics
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from diagnostics.checks.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome, finding
 from diagnostics.deep_diagnosis.encoders import ReferenceModelError
-from diagnostics.deep_diagnosis.registry import CheckSpec, register
 from diagnostics.deep_diagnosis.service import ServiceError
 from diagnostics.golden_set import normalise
 from diagnostics.incident.results import Finding, Status

@@ -1,7 +1,8 @@
 """Phase 1, the 0-2 h golden window: which checks run, how each is fed, where results are stored.
 
-The registry below is the declarative part (check name -> function); ``runbooks/sop.yaml`` lists the
-same names for the phase, and a test keeps the two in step. The DAG and the CLI both go through
+Each check registers a :class:`~diagnostics.checks.registry.CheckSpec` with a one-step ``run`` (the
+registry phase 2 uses too); ``runbooks/sop.yaml`` lists the same names for the phase, and a test keeps
+the two in step. The DAG and the CLI both go through
 :func:`run_and_store`, so a check behaves the same in a DAG run and in ``triage24 check``.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from diagnostics.checks.registry import CheckSpec, register, registered
 from diagnostics.config import Settings
 from diagnostics.golden_window.health import check_health
 from diagnostics.golden_window.model_integrity import check_models
@@ -107,11 +109,23 @@ def _logs(ctx: Context) -> CheckResult:
     )
 
 
+def _one_step(
+    name: str, modality: str, inputs: tuple[str, ...], run: Callable[[Context], CheckResult]
+) -> None:
+    register(
+        CheckSpec(name=name, phase=PHASE, modality=modality, inputs=inputs, run=run, doc=run.__doc__ or "")
+    )
+
+
+# Phase 1's checks, registered with the same registry as phase 2's (runbooks/sop.yaml lists them).
+_one_step("health_snapshot", "service", ("service.health",), _health)
+_one_step("model_integrity", "models", ("service.health",), _models)
+_one_step("metrics_sla", "metrics", ("prometheus",), _metrics)
+_one_step("log_classification", "logs", ("logs",), _logs)
+
+# name -> the check's one step, in the registry's order (the DAG's tasks, the CLI's choices)
 PHASE_CHECKS: dict[str, Callable[[Context], CheckResult]] = {
-    "health_snapshot": _health,
-    "model_integrity": _models,
-    "metrics_sla": _metrics,
-    "log_classification": _logs,
+    name: spec.run for name, spec in registered(PHASE).items() if spec.run is not None
 }
 
 

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome
-from diagnostics.deep_diagnosis.registry import (
+from diagnostics.checks.registry import (
     CheckNotFound,
     CheckSpec,
     register,
@@ -170,3 +170,16 @@ def test_the_trigger_form_offers_targets_and_the_phase2_checks() -> None:
     assert params.get_param("target").schema["examples"] == ["testbed"]
     for name in ("target", "window_minutes", "dry_run", "deep_checks"):
         assert params.get_param(name).schema.get("title"), name
+
+
+def test_phase_1_checks_register_with_the_same_registry_as_phase_2() -> None:
+    from diagnostics.checks.registry import checks_of_phase, registered
+    from diagnostics.golden_window.phase import PHASE_CHECKS
+
+    books = load_runbooks()
+    phase1 = checks_of_phase(books, "golden_window")
+    assert [s.name for s in phase1] == books.sop.phase("golden_window").checks
+    assert all(s.run is not None and s.measure is None for s in phase1)
+    assert set(registered("golden_window")) == set(PHASE_CHECKS)
+    # one name space: a name belongs to one phase
+    assert not set(registered("golden_window")) & set(registered("deep_diagnosis"))

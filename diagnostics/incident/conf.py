@@ -107,8 +107,13 @@ class IncidentConf(_RunOptions):
         return [a for a in self.alerts if a.status == "firing"]
 
     def as_conf(self) -> dict[str, Any]:
-        """The JSON the DAG run is created with (``schema`` under its wire name)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=False)
+        """The JSON the DAG run is created with (``schema`` under its wire name). The form's options
+        are left out unless set, so the trigger form's Params keep their own defaults."""
+        unset = {k for k in _RunOptions.model_fields if k not in self.model_fields_set} - {
+            "target",
+            "version",
+        }
+        return self.model_dump(mode="json", by_alias=True, exclude=unset)
 
 
 class ManualConf(_RunOptions):

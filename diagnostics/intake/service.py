@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from diagnostics.config import Settings
+from diagnostics.incident.conf import INTAKE_SCHEMA, ConfAlert, IncidentConf
 from diagnostics.intake import decide
 from diagnostics.intake.backend import BackendUnavailable, RunBackend
 from diagnostics.intake.config import IntakeSettings
@@ -51,7 +52,7 @@ __all__ = [
 
 log = logging.getLogger("triage24.intake")
 
-CONF_SCHEMA = "triage24.intake/v1"
+CONF_SCHEMA = INTAKE_SCHEMA  # the conf model's version (diagnostics/incident/conf.py)
 HTTP_STATUS = {"created": 201, "pending": 503}
 
 
@@ -204,30 +205,30 @@ class IntakeService:
     def _conf(
         self, payload: WebhookPayload, graded: Graded, esc: Escalation, delivery_id: int, now: float
     ) -> dict[str, Any]:
-        return {
-            "schema": CONF_SCHEMA,
-            "source": "alertmanager",
-            "group_key": payload.group_key,
-            "receiver": payload.receiver,
-            "status": payload.status,
-            "external_url": payload.external_url,
-            "group_labels": dict(payload.group_labels),
-            "common_labels": dict(payload.common_labels),
-            "common_annotations": dict(payload.common_annotations),
-            "target": payload.label("target"),
-            "version": payload.label("version"),
-            "alerts": [a.as_conf() for a in payload.alerts],
-            "fingerprints": sorted({a.fingerprint.lower() for a in payload.firing}),
-            "truncated_alerts": payload.truncated_alerts,
-            "grade": graded.grade.value,
-            "grade_rule": graded.rule,
-            "grade_title": self.grader.policy(graded.grade).title,
-            "escalated": esc.escalated,
-            "escalation_rule": esc.rule,
-            "escalation_reason": esc.reason,
-            "delivery_id": delivery_id,
-            "received_at": ts(now),
-        }
+        """The run's conf: the one typed IncidentConf every task of the run parses back."""
+        return IncidentConf(
+            source="alertmanager",
+            group_key=payload.group_key,
+            receiver=payload.receiver,
+            status=payload.status,
+            external_url=payload.external_url,
+            group_labels=dict(payload.group_labels),
+            common_labels=dict(payload.common_labels),
+            common_annotations=dict(payload.common_annotations),
+            target=payload.label("target"),
+            version=payload.label("version"),
+            alerts=[ConfAlert.model_validate(a.as_conf()) for a in payload.alerts],
+            fingerprints=sorted({a.fingerprint.lower() for a in payload.firing}),
+            truncated_alerts=payload.truncated_alerts,
+            grade=graded.grade.value,
+            grade_rule=graded.rule,
+            grade_title=self.grader.policy(graded.grade).title,
+            escalated=esc.escalated,
+            escalation_rule=esc.rule,
+            escalation_reason=esc.reason,
+            delivery_id=delivery_id,
+            received_at=ts(now),
+        ).as_conf()
 
     # --- the reconciler and health --------------------------------------------------------------------
 

@@ -165,9 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def main(argv: Sequence[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Parse and run one command (``parser``: the harness passes its larger one)."""
+    args = (parser or build_parser()).parse_args(argv)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:

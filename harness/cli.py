@@ -20,6 +20,7 @@ from rich.table import Table
 
 from diagnostics.cli import STATUS_STYLE, _progress, console, err
 from diagnostics.cli import build_parser as library_parser
+from diagnostics.cli import main as library_main
 from diagnostics.config import Settings
 from harness.stack.manager import ComponentStatus
 
@@ -270,13 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+    return library_main(argv, build_parser())
 
 
 if __name__ == "__main__":

@@ -126,8 +126,8 @@ class SopLayout:
         back through XCom (/airflow/xcom/return.json) and the phase summary stores it."""
         from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
-        from diagnostics.deep_diagnosis.kubernetes import pod_operator_kwargs
         from diagnostics.checks.registry import resolve
+        from diagnostics.deep_diagnosis.kubernetes import pod_operator_kwargs
 
         assert self.execution.kubernetes is not None  # the schema requires it in kubernetes mode
         pulled = "{{ ti.xcom_pull(task_ids='" + task_ids.OPEN_INCIDENT + "', key='incident_b64') }}"

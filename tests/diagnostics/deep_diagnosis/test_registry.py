@@ -1,4 +1,5 @@
-"""The phase-2 registry: a new check is a module plus a line in runbooks/sop.yaml, never a DAG change."""
+"""The check registry: a new phase-2 check is a module plus a line in runbooks/sop.yaml, never a DAG change;
+phase 1 registers with the same registry."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome
 from diagnostics.checks.registry import (
     CheckNotFound,
     CheckSpec,
@@ -18,6 +18,7 @@ from diagnostics.checks.registry import (
     resolve,
     unregister,
 )
+from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
 from tests.conftest import REPO

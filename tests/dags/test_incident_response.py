@@ -388,7 +388,7 @@ def test_6_latency_spike_on_the_canary_breaches_the_p99_gate(phase1: Phase1) -> 
     assert results["summary"]["gate"]["verdict"] == "breach"
     decision = results["decision"]
     assert decision["outcome"] == "rollback" and decision["rule"] == "canary_gate_breach"
-    assert decision["fast_path"] is True
+    assert decision["gate_breach"] is True and decision["acts_without_human"] is True
     assert results["response/rollback"]["outcome"] == "noop"  # the weight already was 0
 
 

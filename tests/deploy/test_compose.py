@@ -411,9 +411,9 @@ def test_airflow_uid_is_configurable(compose: Runner) -> None:
 
 def test_connections_point_at_the_compose_services(services: dict[str, dict[str, Any]]) -> None:
     env = _environment(services["airflow-worker"])
-    # dags/incident_response.py `_sources` reads these connection ids and fields
-    source = (REPO / "dags" / "incident_response.py").read_text(encoding="utf-8")
-    assert '"triage24_prometheus"' in source
+    # dags/triage24_airflow/connections.py `evidence_sources` reads these connection ids and fields
+    source = (REPO / "dags" / "triage24_airflow" / "connections.py").read_text(encoding="utf-8")
+    assert 'PROMETHEUS = "triage24_prometheus"' in source
     assert "prom.host" in source and "prom.port" in source and "prom.schema" in source
     assert "es.host" in source and "es.port" in source and "es.schema" in source
     expected = {

@@ -88,10 +88,10 @@ def test_helm_takes_every_secret_from_kubernetes_secrets(values: dict[str, Any])
         "AIRFLOW_CONN_TRIAGE24_WEBHOOK",
     ):
         assert conns[conn] == ("triage24-connections", conn)
-    # dags/incident_response.py `_sources` reads triage24_prometheus; the logs connection defaults to
-    # triage24_elasticsearch (diagnostics/runbooks/schemas.py)
-    source = (REPO / "dags" / "incident_response.py").read_text(encoding="utf-8")
-    assert '"triage24_prometheus"' in source
+    # dags/triage24_airflow/connections.py `evidence_sources` reads triage24_prometheus; the logs
+    # connection defaults to triage24_elasticsearch (diagnostics/runbooks/schemas.py)
+    source = (REPO / "dags" / "triage24_airflow" / "connections.py").read_text(encoding="utf-8")
+    assert 'PROMETHEUS = "triage24_prometheus"' in source
     schemas = (REPO / "diagnostics" / "runbooks" / "schemas.py").read_text(encoding="utf-8")
     assert 'default="triage24_elasticsearch"' in schemas
     assert "secretRef:\n    name: triage24-env" in values["extraEnvFrom"]

@@ -208,7 +208,12 @@ def observe_run(
 
     fast = _json(base / "decision" / "fast_decision.json")
     full = _json(base / "decision" / "decision.json")
-    obs.fast_path = bool(fast and fast.get("outcome") == "rollback" and not fast.get("needs_human"))
+    # the fast path was taken: Decision.rolls_back_without_human, as the fast decision stored it
+    obs.fast_path = bool(
+        fast
+        and fast.get("outcome") == "rollback"
+        and fast.get("acts_without_human", not fast.get("needs_human"))
+    )
     t.fast_decision = _mtime(base / "decision" / "fast_decision.json")
     if obs.fast_path:
         t.decision = t.fast_decision

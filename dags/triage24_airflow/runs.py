@@ -40,10 +40,16 @@ def sources(inc: Incident) -> EvidenceSources:
     return evidence_sources(books(), inc.target)
 
 
-def decided_by(context: Any, grades: list[str]) -> str:
+def grades() -> list[str]:
+    """The human gates' grades (decision.yaml ``human_gate``), and ``ungraded``."""
+    gate = books().decision.human_gate
+    return [g.value for g in sorted(gate.grades)] + ["ungraded"]
+
+
+def decided_by(context: Any) -> str:
     """Who chose the step now running: the decision itself, or the human gate (who, or the timeout)."""
     ti = context["ti"]
-    for grade in grades:
+    for grade in grades():
         answer = ti.xcom_pull(task_ids=task_ids.human_gate(grade), key="response")
         if isinstance(answer, dict):
             who = answer.get("by")

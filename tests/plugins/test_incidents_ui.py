@@ -10,7 +10,6 @@ import json
 import re
 import tarfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -42,7 +41,9 @@ pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthW
 DAG_ID = "incident_response"
 BUNDLE = "triage24-ui-tests"
 UI = "/triage24/ui"
-SUFFIX = uuid.uuid4().hex[:8]
+# Fixed: test ids are built from it, and every pytest worker must collect the same ids (each session
+# has its own Airflow DB and artifact root, so nothing collides).
+SUFFIX = "5e1f7c2a"
 WAITING = f"incident__testbed-canary__ui{SUFFIX}"
 ROLLED = f"incident__testbed-canary__rb{SUFFIX}"
 ODD = f"manual__odd{SUFFIX}"

@@ -23,6 +23,7 @@ import pytest
 from diagnostics.intake.airflow_api import AirflowApi
 from harness.stack import Stack
 from tests.conftest import stack_settings
+from tests.support.runbooks import lighter_runbooks
 from tests.support.testbed_procs import require_models
 from tests.support.waiting import wait_for
 
@@ -69,14 +70,21 @@ class E2E:
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
     require_models()
-    stack = Stack(stack_settings(tmp_path_factory.mktemp("e2e") / "home"), with_testbed=True)
-    try:
-        stack.up(timeout_s=400)
-        with AirflowApi(stack.settings.airflow_url, "admin", stack.secrets["TRIAGE24_ADMIN_PASSWORD"]) as api:
-            api.wait_for_dag(DAG_ID, timeout_s=180)
-            yield E2E(stack, api)
-    finally:
-        stack.down()
+    # Lighter phase 2/3 (fewer clips, a smaller regression suite): the full runbooks' whole incident
+    # runs in the scenario suite's CI subset; here the path and the decisions are what is tested.
+    books = lighter_runbooks(tmp_path_factory.mktemp("runbooks"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRIAGE24_RUNBOOKS_DIR", str(books))  # the stack's processes inherit it
+        home = tmp_path_factory.mktemp("e2e") / "home"
+        stack = Stack(stack_settings(home, runbooks_dir=books), with_testbed=True)
+        try:
+            stack.up(timeout_s=400)
+            password = stack.secrets["TRIAGE24_ADMIN_PASSWORD"]
+            with AirflowApi(stack.settings.airflow_url, "admin", password) as api:
+                api.wait_for_dag(DAG_ID, timeout_s=180)
+                yield E2E(stack, api)
+        finally:
+            stack.down()
 
 
 def test_a_canary_error_burst_alert_rolls_back_at_the_gateway_and_recovery_is_verified(e2e: E2E) -> None:

@@ -26,6 +26,7 @@ from diagnostics.incident.model import Incident
 from tests.conftest import REPO
 from tests.support.hitl import Responder
 from tests.support.prometheus import RunningPrometheus, prometheus
+from tests.support.runbooks import lighter_runbooks
 from tests.support.testbed_procs import AUTH, Stack
 from tests.testbed.conftest import b64, shape_png, sine_wav
 
@@ -80,26 +81,6 @@ def _stable_traffic(url: str, stop: threading.Event) -> None:
         while not stop.wait(0.25):
             with contextlib.suppress(httpx.HTTPError):
                 client.post(f"{url}/v1/embeddings/text", json={"texts": ["a red circle"]})
-
-
-def lighter_runbooks(tmp: Path) -> Path:
-    """The repo's runbooks with phase 2's and 3's audio work cut to a clip or two: these scenarios are
-    about phase 1, the decision and the response; tests/diagnostics/deep_diagnosis/ judges every clip."""
-    import shutil
-
-    import yaml
-
-    books = tmp / "runbooks"
-    shutil.copytree(REPO / "runbooks", books)
-    th = yaml.safe_load((books / "thresholds.yaml").read_text())
-    th["deep"] = {"asr_check": {"max_clips": 2}, "temporal_alignment": {"audio_clips": 1, "probes": 4}}
-    (books / "thresholds.yaml").write_text(yaml.safe_dump(th))
-    reg = yaml.safe_load((books / "regression.yaml").read_text())
-    reg["suite"].update(
-        {"chat": 4, "text_embeddings": 4, "image_embeddings": 4, "transcriptions": 1, "router_audio": 0}
-    )
-    (books / "regression.yaml").write_text(yaml.safe_dump(reg))
-    return books
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ def test_cn_id_check_char_matches_the_standard_example() -> None:
 
 @pytest.mark.parametrize("seed", range(50))
 def test_testbed_pii_leak_line_is_fully_masked(seed: int) -> None:
-    """The exact line the testbed writes under the pii_in_logs fault (testbed/service.py)."""
+    """The exact line the testbed writes under the pii_in_logs fault (testbed/serving/observe.py)."""
     sample = make_pii(random.Random(seed))
     line = f"request completed caller profile: {sample.as_text()}"
     masked = mask_pii(line)

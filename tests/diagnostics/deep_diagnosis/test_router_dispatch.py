@@ -17,7 +17,8 @@ from diagnostics.runbooks import load_runbooks
 
 
 def plan(payload: dict[str, Any]) -> list[str]:
-    # The testbed's router plan (testbed/service.py), written out again: the check must agree with it.
+    # The testbed's router plan (testbed/serving/multimodal.py), written out again: the check must
+    # agree with it.
     if "audio_b64" in payload:
         return ["audio_processor", "llm"] if "text" in payload else ["audio_processor"]
     return ["embedding"] if "image_b64" in payload else ["llm"]

@@ -1,5 +1,5 @@
 """Writes real testbed log lines: testbed.logs' own JSON formatter and trace context, with the exact
-messages testbed/service.py and testbed/gateway.py log for each fault (see testbed/README.md)."""
+messages testbed/serving/ and testbed/gateway_http.py log for each fault (see testbed/README.md)."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ class Testbed:
                 self.request(version, path)
 
 
-# Exact fault messages (testbed/service.py).
+# Exact fault messages (testbed/serving/).
 DIM_MISMATCH_ENCODER = (
     "embedding dimension mismatch: image encoder returned 512-d vectors but the text encoder returns "
     "128-d (router embedding_dim=128)"

@@ -24,6 +24,12 @@ from diagnostics.runbooks.schemas import Channel, Severity
 CHECK = "decision"
 
 
+def acts_without_human(outcome: object, promote_to: object, needs_human: object) -> bool:
+    """The rule behind :attr:`Decision.acts_without_human`, on plain values too: readers of decisions
+    stored before the field existed derive it with this same rule."""
+    return not needs_human and (outcome == Outcome.ROLLBACK.value or promote_to is not None)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -147,7 +153,7 @@ class Decision(CheckResult):
     def acts_without_human(self) -> bool:
         """The decision changes the service by itself: a rollback or a promotion no human must confirm.
         The DAG, the UI, the report, the audit bundle and the scenario observer all read this one rule."""
-        return not self.needs_human and (self.outcome is Outcome.ROLLBACK or self.promote_to is not None)
+        return acts_without_human(self.outcome.value, self.promote_to, self.needs_human)
 
     @property
     def rolls_back_without_human(self) -> bool:

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
-from typing import Any
 
 from diagnostics.config import Settings
 from diagnostics.decision import Decision, decide, inputs_from_results
 from diagnostics.golden_window.phase import PHASE as PHASE1
 from diagnostics.incident.model import Incident
-from diagnostics.incident.store import ArtifactError, find_result, read_result, write_result
+from diagnostics.incident.store import find_json, find_result, write_result
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.decision import HUMAN_OPTIONS
 
@@ -26,13 +24,6 @@ log = logging.getLogger("triage24.decision")
 DECISION_PHASE = "decision"
 FAST_DECISION = "fast_decision"
 FULL_DECISION = "decision"
-
-
-def _stored(root: Path, incident_id: str, phase: str, name: str) -> dict[str, Any] | None:
-    try:
-        return read_result(root, incident_id, phase, name)
-    except ArtifactError:
-        return None  # never stored: missing evidence, which the decision weighs as such
 
 
 def _canary_weight(inc: Incident) -> float | None:
@@ -65,8 +56,8 @@ def decide_and_store(inc: Incident, *, fast: bool = False) -> Decision:
     target = books.targets.get(inc.target)
     inputs = inputs_from_results(
         inc.model_dump(mode="json"),
-        _stored(root, inc.incident_id, PHASE1, "metrics_sla"),
-        _stored(root, inc.incident_id, PHASE1, "summary"),
+        find_json(root, inc.incident_id, PHASE1, "metrics_sla"),
+        find_json(root, inc.incident_id, PHASE1, "summary"),
         None if fast else stored_evidence(inc.incident_id),
         canary_weight_percent=_canary_weight(inc),
         target=target,

@@ -94,6 +94,15 @@ def read_result(
         raise ArtifactError(f"{path}: {field}: {first['msg']} (not a stored {model.__name__})") from None
 
 
+def find_json(root: Path, incident_id: str, phase: str, check: str) -> dict[str, Any] | None:
+    """A stored result as raw JSON, or None when it was never stored or cannot be read: missing
+    evidence, which the caller (the decision, phase 3's summary) weighs as such."""
+    try:
+        return read_result(root, incident_id, phase, check)
+    except ArtifactError:
+        return None
+
+
 def find_result(root: Path, incident_id: str, phase: str, check: str, model: type[M]) -> M | None:
     """Like :func:`read_result` with a model, but a result never stored is None (missing evidence,
     which the caller weighs as such); a malformed one still raises."""

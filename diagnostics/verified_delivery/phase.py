@@ -15,7 +15,7 @@ from typing import Any
 from diagnostics.config import Settings
 from diagnostics.incident.model import Incident
 from diagnostics.incident.results import CheckResult, Finding, Status
-from diagnostics.incident.store import ArtifactError, read_result, write_result
+from diagnostics.incident.store import find_json, write_result
 from diagnostics.runbooks.schemas import Severity
 
 log = logging.getLogger("triage24.delivery")
@@ -24,16 +24,9 @@ PHASE = "verified_delivery"
 ROLLED_BACK = ("applied", "already_applied", "noop")
 
 
-def _stored(root: Path, incident_id: str, phase: str, name: str) -> dict[str, Any] | None:
-    try:
-        return read_result(root, incident_id, phase, name)
-    except ArtifactError:
-        return None
-
-
 def serving_version(incident_id: str, root: Path | None = None) -> str:
     """``stable`` when this incident's rollback took effect (not a dry run), else ``canary``."""
-    rb = _stored(root or Settings().artifacts, incident_id, "response", "rollback")
+    rb = find_json(root or Settings().artifacts, incident_id, "response", "rollback")
     if rb and rb.get("outcome") in ROLLED_BACK and not rb.get("dry_run") and rb.get("status") != "failed":
         return "stable"
     return "canary"
@@ -65,10 +58,10 @@ def summarize_and_store(inc: Incident) -> CheckResult:
     root = Settings().artifacts
     findings: list[Finding] = []
     statuses: dict[str, Status] = {}
-    recovery = _stored(root, inc.incident_id, "response", "recovery_verification")
+    recovery = find_json(root, inc.incident_id, "response", "recovery_verification")
     if recovery is not None:
         statuses["recovery_verification"] = Status(recovery.get("status", "insufficient_evidence"))
-    reg = _stored(root, inc.incident_id, PHASE, "regression_suite")
+    reg = find_json(root, inc.incident_id, PHASE, "regression_suite")
     statuses["regression_suite"] = Status(reg["status"]) if reg else Status.INSUFFICIENT_EVIDENCE
     if reg and reg.get("status") == "failed":
         failing = [c for c in reg.get("cases", []) if c.get("status") == "failed"]

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from diagnostics.decision.model import acts_without_human
 from diagnostics.incident import task_ids
 from diagnostics.views.artifacts import RunArtifacts
 from diagnostics.views.models import ActionRecord, DecisionBrief, DecisionDetail, TaskRecord
@@ -71,8 +72,7 @@ def _acts_without_human(data: dict[str, Any]) -> bool:
     """The stored Decision.acts_without_human; derived the same way for decisions stored before it."""
     if "acts_without_human" in data:
         return bool(data["acts_without_human"])
-    changes = data.get("outcome") == "rollback" or data.get("promote_to") is not None
-    return changes and not data.get("needs_human")
+    return acts_without_human(data.get("outcome"), data.get("promote_to"), data.get("needs_human"))
 
 
 def _finished_task(tasks: Sequence[TaskRecord], task_id: str) -> TaskRecord | None:

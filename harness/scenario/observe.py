@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from diagnostics.decision.model import acts_without_human
+
 PHASE1 = "golden_window"
 PHASE2 = "deep_diagnosis"
 SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
@@ -212,7 +214,10 @@ def observe_run(
     obs.fast_path = bool(
         fast
         and fast.get("outcome") == "rollback"
-        and fast.get("acts_without_human", not fast.get("needs_human"))
+        and fast.get(
+            "acts_without_human",
+            acts_without_human(fast.get("outcome"), fast.get("promote_to"), fast.get("needs_human")),
+        )
     )
     t.fast_decision = _mtime(base / "decision" / "fast_decision.json")
     if obs.fast_path:

@@ -159,20 +159,18 @@ def test_status_json_from_the_cli(
 
 
 @pytest.mark.integration
-def test_down_stops_exactly_what_up_started(tmp_path: Path) -> None:
-    # A process outside the stack, started before it, must survive `down`.
+def test_down_stops_exactly_what_up_started(running_stack: Stack) -> None:
+    # The module's last test (it stops the shared stack). A process outside the stack must survive.
     bystander = psutil.Popen(["sleep", "300"])
-    stack = Stack(stack_settings(tmp_path), with_testbed=False)
     try:
-        stack.up(timeout_s=240)
-        procs = stack_processes(stack)
+        procs = stack_processes(running_stack)
         names = " ".join(" ".join(p.cmdline()) for p in procs)
         for part in ("prometheus", "alertmanager", "api_server", "scheduler", "dag-processor", "triggerer"):
             assert part in names
-        stack.down()
+        running_stack.down()
         assert [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
-        assert not list((tmp_path / "run").glob("*.pid"))
+        assert not list(running_stack.settings.run_dir.glob("*.pid"))
+        assert running_stack.supervisor_pid() is None
         assert bystander.is_running()
     finally:
-        stack.down()
         bystander.kill()

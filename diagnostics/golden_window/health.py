@@ -1,21 +1,39 @@
 """Phase-1 check ``health_snapshot``: the health of every version (stable, canary) and the gateway.
 
 Per endpoint: reachable or not, HTTP status, response time, overall status and per-module status
-(llm, embedding, multimodal_router, audio_processor: ready / degraded / error), version. A timeout,
-a refused connection or a body that is not the expected JSON is a finding about that endpoint, not a
-crash. Only when no endpoint answers at all is the snapshot ``insufficient_evidence``.
+(llm, embedding, multimodal_router, audio_processor: ready / degraded / error), version.
+
+A failed GET (timeout, refused connection, a body that is not the expected JSON, an HTTP error) is
+never a crash, and alone it is not a verdict either: ``service_unreachable`` is critical and rolls a
+canary back with no human, so one lost packet must not do that. A failed GET is retried
+(``thresholds.yaml`` ``health_confirmation``: ``tries`` GETs, ``backoff_s`` doubling, no retry later
+than ``window_s`` after the first; a healthy first GET costs nothing more), and a failure that
+survives the retries needs a second signal (:mod:`.health_confirm`: Prometheus ``up``, the gateway's
+upstream errors). Per endpoint, ``reachability``:
+
+- ``answered`` / ``recovered``: the first GET / a retry answered (a version that answered once is not
+  unreachable); its modules are judged as reported;
+- ``confirmed_down``: every try failed and a second signal agrees -> a critical ``service_unreachable``;
+- ``unconfirmed``: every try failed and no second signal agrees (Prometheus unreachable, ``up`` = 1,
+  nothing recorded) -> no finding, and the check is ``insufficient_evidence``, with the tries, their
+  errors and the second signal's reading in the summary and the endpoint's ``confirmation``.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from diagnostics.golden_window.health_confirm import Confirmation, Witness
 from diagnostics.incident.results import CheckResult, Finding, Status
-from diagnostics.runbooks.schemas import Endpoint, PriorityMatrix, Severity, Target
+from diagnostics.runbooks.schemas import Endpoint, HealthConfirmation, PriorityMatrix, Severity, Target
+from diagnostics.sources.prometheus import Reader
 
 CHECK = "health_snapshot"
 MODULES = ("llm", "embedding", "multimodal_router", "audio_processor")
@@ -36,6 +54,20 @@ class EndpointHealth(BaseModel):
     module_details: dict[str, Any] = Field(default_factory=dict)
     models: list[dict[str, Any]] = Field(default_factory=list, description="as the endpoint reports them")
     error: str | None = None
+    tries: int = Field(default=1, description="GETs made: 1 plus the retries after failed ones")
+    elapsed_ms: float | None = Field(default=None, description="all tries together, pauses included")
+    try_errors: list[str] = Field(default_factory=list, description="each failed try's error, in order")
+    reachability: Literal["answered", "recovered", "confirmed_down", "unconfirmed"] | None = Field(
+        default=None, description="after retries and the second signal (module docstring); None: one GET"
+    )
+    confirmation: Confirmation | None = Field(
+        default=None, description="the second signal's reading, for an endpoint that failed every try"
+    )
+
+    @property
+    def failed(self) -> bool:
+        """This GET did not give a usable healthy answer (no answer, bad body, HTTP error)."""
+        return not self.reachable or self.error is not None
 
 
 class HealthSnapshot(CheckResult):
@@ -87,13 +119,60 @@ def fetch_health(name: str, endpoint: Endpoint, client: httpx.Client) -> Endpoin
     )
 
 
-def snapshot(target: Target, timeout_s: float = 5.0, include_gateway: bool = True) -> list[EndpointHealth]:
-    """Health of every version of ``target`` and its gateway (stable first)."""
+def fetch_with_retries(
+    name: str, endpoint: Endpoint, client: httpx.Client, conf: HealthConfirmation
+) -> EndpointHealth:
+    """:func:`fetch_health`, retried while it fails: at most ``conf.tries`` GETs, pausing
+    ``backoff_s`` (doubling) between them, none started later than ``conf.window_s`` after the first
+    (so the worst case is about ``window_s`` plus one timeout). The last answer is returned with the
+    tries, the elapsed time and every failed try's error; ``reachability`` is ``answered``,
+    ``recovered`` or (every try failed, before any second signal) ``unconfirmed``."""
+    started = time.monotonic()
+    result = fetch_health(name, endpoint, client)
+    errors: list[str] = []
+    tries, pause = 1, conf.backoff_s
+    while result.failed:
+        errors.append(result.error or "no usable answer")
+        if tries >= conf.tries or time.monotonic() - started + pause > conf.window_s:
+            break
+        time.sleep(pause)
+        pause *= 2
+        result = fetch_health(name, endpoint, client)
+        tries += 1
+    reachability = "unconfirmed" if result.failed else "answered" if tries == 1 else "recovered"
+    return result.model_copy(
+        update={
+            "tries": tries,
+            "elapsed_ms": round((time.monotonic() - started) * 1000, 1),
+            "try_errors": errors,
+            "reachability": reachability,
+        }
+    )
+
+
+def snapshot(
+    target: Target,
+    timeout_s: float = 5.0,
+    include_gateway: bool = True,
+    conf: HealthConfirmation | None = None,
+) -> list[EndpointHealth]:
+    """Health of every version of ``target`` and its gateway (stable first), each GET retried while
+    it fails (``conf``, default :class:`HealthConfirmation`); the endpoints are read in parallel so
+    one dead endpoint's retries do not delay the others."""
+    conf = conf or HealthConfirmation()
     endpoints: list[tuple[str, Endpoint]] = sorted(target.versions.items(), key=lambda kv: kv[0] != "stable")
     if target.gateway is not None and include_gateway:
         endpoints.append(("gateway", target.gateway))
-    with httpx.Client(timeout=timeout_s) as client:
-        return [fetch_health(name, ep, client) for name, ep in endpoints]
+    with httpx.Client(timeout=timeout_s) as client, ThreadPoolExecutor(len(endpoints)) as pool:
+        return list(pool.map(lambda ne: fetch_with_retries(ne[0], ne[1], client, conf), endpoints))
+
+
+def _tries_line(ep: EndpointHealth) -> str:
+    """'3 tries in 1.5 s: ConnectError: ... (×3)': the failed tries' errors, repeats counted."""
+    seconds = (ep.elapsed_ms or 0.0) / 1000
+    counted = Counter(e[:160] for e in ep.try_errors)
+    errors = "; ".join(e + (f" (×{n})" if n > 1 else "") for e, n in counted.items())
+    return f"{ep.tries} {'try' if ep.tries == 1 else 'tries'} in {seconds:.1f} s: {errors}"
 
 
 def _findings(endpoints: list[EndpointHealth], matrix: PriorityMatrix) -> list[Finding]:
@@ -101,19 +180,23 @@ def _findings(endpoints: list[EndpointHealth], matrix: PriorityMatrix) -> list[F
     findings: list[Finding] = []
     for ep in endpoints:
         version = None if ep.name == "gateway" else ep.name
-        if (not ep.reachable or ep.error) and unreachable is not None:
-            what = "does not answer" if not ep.reachable else "answers badly"
-            findings.append(
-                Finding.from_problem(
-                    unreachable,
-                    CHECK,
-                    f"{ep.name} health at {ep.url} {what}: {ep.error}",
-                    version=version,
-                    # a version that does not answer is its processes' or pods' problem
-                    component="gateway" if ep.name == "gateway" else "infrastructure",
+        if ep.reachability == "confirmed_down":
+            if unreachable is not None:
+                what = "does not answer" if not ep.reachable else "answers badly"
+                reason = ep.confirmation.reason if ep.confirmation else ""
+                findings.append(
+                    Finding.from_problem(
+                        unreachable,
+                        CHECK,
+                        f"{ep.name} health at {ep.url} {what} after {_tries_line(ep)}; {reason}",
+                        version=version,
+                        # a version that does not answer is its processes' or pods' problem
+                        component="gateway" if ep.name == "gateway" else "infrastructure",
+                    )
                 )
-            )
             continue
+        if ep.failed and not ep.modules:
+            continue  # nothing reported to judge; unconfirmed, it makes the check insufficient evidence
         for module in MODULES:
             state = ep.modules.get(module)
             if state in ("degraded", "error") and unhealthy is not None:
@@ -143,15 +226,46 @@ def _findings(endpoints: list[EndpointHealth], matrix: PriorityMatrix) -> list[F
     return findings
 
 
-def check_health(target: Target, matrix: PriorityMatrix, timeout_s: float = 5.0) -> HealthSnapshot:
-    """The ``health_snapshot`` check: ok when every endpoint answers ``ready``."""
-    endpoints = snapshot(target, timeout_s)
+def _state(ep: EndpointHealth) -> str:
+    if ep.reachability == "confirmed_down":
+        return f"{ep.name} unreachable (confirmed)"
+    if ep.reachability == "unconfirmed":
+        return f"{ep.name} failing (unconfirmed)"
+    if ep.reachability == "recovered":
+        return f"{ep.name} {ep.status} (after {ep.tries} tries)"
+    return f"{ep.name} {ep.status if ep.reachable else 'unreachable'}"
+
+
+def confirm(endpoints: list[EndpointHealth], witness: Witness) -> list[EndpointHealth]:
+    """Ask the second signal about every endpoint that failed all its tries (and only those)."""
+    out = []
+    for ep in endpoints:
+        if ep.reachability == "unconfirmed":
+            c = witness.confirm(ep.name)
+            reachability = "confirmed_down" if c.confirmed else "unconfirmed"
+            ep = ep.model_copy(update={"confirmation": c, "reachability": reachability})
+        out.append(ep)
+    return out
+
+
+def assess(target: Target, endpoints: list[EndpointHealth], matrix: PriorityMatrix) -> HealthSnapshot:
+    """The snapshot's findings and status from confirmed endpoints (pure; the unit tests' entry point).
+
+    Status: any endpoint ``unconfirmed`` -> ``insufficient_evidence`` (the check cannot vouch for it,
+    whatever else it found; its findings still stand); else a critical or high finding -> ``failed``;
+    another finding -> ``degraded``; else ``ok``.
+    """
     findings = _findings(endpoints, matrix)
-    answered = [e for e in endpoints if e.reachable]
-    line = ", ".join(f"{e.name} {e.status if e.reachable else 'unreachable'}" for e in endpoints)
-    if not answered:
+    line = ", ".join(_state(e) for e in endpoints)
+    unconfirmed = [e for e in endpoints if e.reachability == "unconfirmed"]
+    if unconfirmed:
         status = Status.INSUFFICIENT_EVIDENCE
-        summary = f"no health endpoint of {target.name} answered: {line}"
+        lead = f"no health endpoint of {target.name} answered" if all(e.failed for e in endpoints) else ""
+        why = "; ".join(
+            f"{e.name}: {_tries_line(e)}; {e.confirmation.reason if e.confirmation else 'not confirmed'}"
+            for e in unconfirmed
+        )
+        summary = f"{lead or target.name}: {line}; unconfirmed, insufficient evidence - {why}"
     elif any(f.severity in ("critical", "high") for f in findings):
         status, summary = Status.FAILED, f"{target.name}: {line}"
     elif findings:
@@ -162,7 +276,28 @@ def check_health(target: Target, matrix: PriorityMatrix, timeout_s: float = 5.0)
         check=CHECK,
         status=status,
         summary=summary,
-        details={"target": target.name, "answered": len(answered), "endpoints": len(endpoints)},
+        details={
+            "target": target.name,
+            "answered": sum(1 for e in endpoints if e.reachable),
+            "endpoints": len(endpoints),
+            "confirmed_down": [e.name for e in endpoints if e.reachability == "confirmed_down"],
+            "unconfirmed": [e.name for e in unconfirmed],
+        },
         findings=findings,
         endpoints=endpoints,
     )
+
+
+def check_health(
+    target: Target,
+    matrix: PriorityMatrix,
+    timeout_s: float = 5.0,
+    conf: HealthConfirmation | None = None,
+    reader: Reader | None = None,
+) -> HealthSnapshot:
+    """The ``health_snapshot`` check: ok when every endpoint answers ``ready``. ``reader`` is the
+    Prometheus the second signal is read from (None: no second signal, so no failure is confirmed)."""
+    conf = conf or HealthConfirmation()
+    endpoints = snapshot(target, timeout_s, conf=conf)
+    endpoints = confirm(endpoints, Witness(reader, target, conf, datetime.now(UTC)))
+    return assess(target, endpoints, matrix)

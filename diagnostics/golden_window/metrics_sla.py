@@ -35,12 +35,14 @@ from diagnostics.golden_window.canary_gate import (
 )
 from diagnostics.golden_window.thresholds import (
     GammaFit,
+    SlowBounds,
     api_dynamic_threshold_ms,
     asr_dynamic_threshold_ms,
     fit_gamma,
     histogram_to_samples,
     load_ratio,
     requests_slower_than,
+    slow_request_bounds,
 )
 from diagnostics.incident.results import CheckResult, Finding, Status
 from diagnostics.runbooks.schemas import (
@@ -109,11 +111,18 @@ class ChannelMetrics(_Model):
     slow_requests: float | None = Field(
         default=None,
         description="current-window requests slower than sla_latency_ms, from the histogram buckets "
-        "(None: no buckets); the decision's latency-violation count",
+        "(None: no buckets, or no bound at or below the latency); exact when slow_bounds.exact, else "
+        "slow_bounds.at_most",
     )
     reference_slow_requests: float | None = Field(
         default=None, description="the same over the reference window"
     )
+    slow_bounds: SlowBounds | None = Field(
+        default=None,
+        description="the SLA-slow count as the buckets bound it: at_least (argue rollback), at_most "
+        "(argue promotion), exact, le_below/le_above and a note for the decision's text",
+    )
+    reference_slow_bounds: SlowBounds | None = Field(default=None, description="the same, reference window")
     dynamic: DynamicThreshold | None = None
     dynamic_note: str = ""
     baseline_version: str = Field(description="whose reference window is the dynamic threshold's baseline")
@@ -224,6 +233,8 @@ def evaluate_channel(
         observed_ms=observed,
         slow_requests=requests_slower_than(current.buckets, sla.latency.latency_ms),
         reference_slow_requests=requests_slower_than(reference.buckets, sla.latency.latency_ms),
+        slow_bounds=slow_request_bounds(current.buckets, sla.latency.latency_ms),
+        reference_slow_bounds=slow_request_bounds(reference.buckets, sla.latency.latency_ms),
         dynamic=dyn,
         dynamic_note=note,
         baseline_version=baseline.version,
@@ -252,6 +263,8 @@ def evaluate_channel(
             stable_q = stable.latency(q) if stable is not None and stable.requests > 0 else None
             if stable_q:
                 evidence += f"; stable {stable_q:.0f} ms (×{observed / stable_q:.1f})"
+            if metrics.slow_bounds is not None:
+                evidence += f"; SLA-slow requests {metrics.slow_bounds.note}"
             findings.append(_lookup_finding(matrix, "latency_sla_breach", evidence, version, channel))
     err = current.error_rate or 0.0
     if err > sla.error_rate:

@@ -70,13 +70,31 @@ class Context:
 
 
 def _health(ctx: Context) -> CheckResult:
-    """Health snapshot: every version's and the gateway's health, per module."""
-    return check_health(ctx.target, ctx.books.priority_matrix, ctx.sources.http_timeout_s)
+    """Health snapshot: every version's and the gateway's health, per module; a failing endpoint is
+    retried and confirmed by a second signal (Prometheus up, gateway upstream errors)."""
+    from diagnostics.sources.prometheus import reader_for
+
+    # Only asked when an endpoint failed every try: a healthy snapshot makes no Prometheus request.
+    reader = reader_for(
+        ctx.sources.prometheus_url, ctx.sources.prometheus_headers, ctx.sources.http_timeout_s
+    )
+    return check_health(
+        ctx.target,
+        ctx.books.priority_matrix,
+        ctx.sources.http_timeout_s,
+        conf=ctx.books.thresholds.health_confirmation,
+        reader=reader,
+    )
 
 
 def _models(ctx: Context) -> CheckResult:
     """Model load and integrity: loaded models and their SHA-256 against targets.yaml."""
-    return check_models(ctx.target, ctx.books.priority_matrix, ctx.sources.http_timeout_s)
+    return check_models(
+        ctx.target,
+        ctx.books.priority_matrix,
+        ctx.sources.http_timeout_s,
+        conf=ctx.books.thresholds.health_confirmation,
+    )
 
 
 def _metrics(ctx: Context) -> CheckResult:

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
 from diagnostics.runbooks.schemas import ApiDynamic, AsrDynamic
@@ -113,7 +113,8 @@ def requests_slower_than(buckets: Sequence[tuple[float, float]], latency_ms: flo
     ``total - cumulative(le*)`` where ``le*`` is the largest bucket bound at or below the latency and
     ``total`` the ``+Inf`` bucket (the largest cumulative count where there is none). Requests between
     ``le*`` and the latency are counted as slow, so this is an upper bound that is exact when the
-    latency is a bucket bound (the testbed's buckets include every SLA latency). ``None`` when there
+    latency is a bucket bound (the testbed's buckets include every SLA latency); both bounds are
+    :func:`slow_request_bounds`. ``None`` when there
     are no buckets, or no bound at or below the latency (the histogram cannot resolve it). Negative
     differences (``increase()`` extrapolation) are clipped to 0.
     """
@@ -126,6 +127,73 @@ def requests_slower_than(buckets: Sequence[tuple[float, float]], latency_ms: flo
     infinite = [count for le, count in buckets if math.isinf(le)]
     total = max(infinite) if infinite else max(count for _, count in buckets)
     return max(0.0, float(total) - float(max(below)))
+
+
+class SlowBounds(BaseModel):
+    """Requests slower than an SLA latency as the histogram's buckets allow: exact when the latency is a
+    bucket bound, else a range. Argue a breach (rollback) with ``at_least``, compliance (promotion,
+    ok) with ``at_most``: the conservative end each way."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    latency_ms: float
+    total: float = Field(description="requests in the histogram (the +Inf bucket)")
+    at_least: float = Field(description="requests above the bucket bound at or above the latency")
+    at_most: float = Field(description="requests above the bucket bound at or below the latency")
+    exact: bool = Field(description="the latency is a bucket bound: at_least == at_most")
+    le_below: float | None = Field(description="that lower bound in seconds; None: below the first bucket")
+    le_above: float | None = Field(description="that upper bound in seconds; None: above the last bound")
+    note: str = Field(description="'exact: ...' or 'bounded by buckets le=X..Y: ...', for the evidence")
+
+
+def _fmt_le(le: float | None, default: str) -> str:
+    return default if le is None else f"{le:g}"
+
+
+def slow_request_bounds(buckets: Sequence[tuple[float, float]], latency_ms: float) -> SlowBounds | None:
+    """Requests slower than ``latency_ms`` from cumulative buckets ``(le seconds, count)``, as bounds.
+
+    With ``lo`` the largest bucket bound at or below the latency and ``hi`` the smallest at or above
+    it: ``at_least = total - cumulative(hi)`` (those are certainly slower), ``at_most = total -
+    cumulative(lo)`` (those may be). Equal, and ``exact``, when the latency is a bound. Below the first
+    bound ``at_most`` is every request; above the last finite bound ``at_least`` is 0 (the +Inf bucket
+    does not say how far above the bound its requests are). ``None`` without buckets. Negative
+    differences (``increase()`` extrapolation) are clipped to 0.
+    """
+    if not buckets:
+        return None
+    limit_s = latency_ms / 1000.0
+    tol = limit_s * 1e-9  # 200 ms must match the "0.2" bucket exactly
+    infinite = [count for le, count in buckets if math.isinf(le)]
+    total = float(max(infinite) if infinite else max(count for _, count in buckets))
+    finite = sorted((float(le), float(count)) for le, count in buckets if math.isfinite(le))
+    below = [(le, c) for le, c in finite if le <= limit_s + tol]
+    above = [(le, c) for le, c in finite if le >= limit_s - tol]
+    lo, hi = (below[-1] if below else None), (above[0] if above else None)
+    at_most = max(0.0, total - lo[1]) if lo else total
+    at_least = max(0.0, total - hi[1]) if hi else 0.0
+    at_least = min(at_least, at_most)  # non-monotone extrapolated counts must not invert the range
+    exact = lo is not None and hi is not None and lo[0] == hi[0]
+    le_lo, le_hi = (lo[0] if lo else None), (hi[0] if hi else None)
+    what = f"of {total:.0f} requests slower than {latency_ms:g} ms"
+    if exact:
+        note = f"exact: {at_least:.0f} {what} (le={le_lo:g} is a bucket bound)"
+    else:
+        note = (
+            f"bounded by buckets le={_fmt_le(le_lo, '0')}..{_fmt_le(le_hi, '+Inf')}: "
+            f"{at_least:.0f} to {at_most:.0f} {what} (at least {at_least:.0f} argues rollback, "
+            f"at most {at_most:.0f} argues promotion)"
+        )
+    return SlowBounds(
+        latency_ms=latency_ms,
+        total=total,
+        at_least=at_least,
+        at_most=at_most,
+        exact=exact,
+        le_below=le_lo,
+        le_above=le_hi,
+        note=note,
+    )
 
 
 def asr_dynamic_threshold_ms(mu_ms: float, sigma_ms: float, load_ratio: float, params: AsrDynamic) -> float:

@@ -226,6 +226,21 @@ class DriftThresholds(Strict):
     projection: DriftProjection = Field(default_factory=DriftProjection)
 
 
+class HealthConfirmation(Strict):
+    """How phase 1 confirms that a health endpoint is down before it calls it unreachable (a critical
+    finding that rolls a canary back with no human): the GET is retried, then a second signal must
+    agree (Prometheus ``up`` for that version, the gateway's upstream errors to it)."""
+
+    tries: int = Field(default=3, ge=1, le=10, description="GETs in all, the first included")
+    window_s: float = Field(
+        default=6.0, gt=0, le=60, description="no retry starts later than this after the first GET began"
+    )
+    backoff_s: float = Field(default=0.5, ge=0, le=10, description="pause before the second try; doubles")
+    signal_window_s: float = Field(
+        default=60.0, gt=0, le=3600, description="the gateway's upstream errors are counted over this"
+    )
+
+
 class TargetOverride(Strict):
     """Per-target values, e.g. a CPU-only testbed cannot meet GPU latency targets."""
 
@@ -239,6 +254,7 @@ class Thresholds(Strict):
     canary_gates: CanaryGates
     dynamic: DynamicThresholds
     drift: DriftThresholds = Field(default_factory=DriftThresholds)
+    health_confirmation: HealthConfirmation = Field(default_factory=HealthConfirmation)
     deep: dict[Identifier, dict[str, object]] = Field(
         default_factory=dict,
         description="phase-2 check name -> its thresholds; each check's own model validates them "
@@ -344,6 +360,11 @@ class MetricNames(Strict):
     version_label: LabelName = "version"
     channel_label: LabelName = "channel"
     code_label: LabelName = "code"
+    gateway_upstream_errors_total: MetricName | None = Field(
+        default=None,
+        description="the gateway's counter of failed upstream connections and timeouts, by version_label "
+        "(read with gateway_prometheus_selector); none: not exported",
+    )
 
 
 class ServiceApi(Strict):
@@ -394,6 +415,11 @@ class Target(Strict):
     )
     metrics: MetricNames = Field(
         default_factory=MetricNames, description="series names and labels in Prometheus"
+    )
+    gateway_prometheus_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="labels that select the gateway's own series (its up, its upstream errors); "
+        "empty: the gateway's up is not read",
     )
     logs: Annotated[FileLogs | ElasticsearchLogs, Field(discriminator="source")]
     models: list[ExpectedModel] = Field(default_factory=list)

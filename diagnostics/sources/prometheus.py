@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
-from pydantic import BaseModel, ConfigDict, Field, computed_field
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
@@ -315,6 +315,14 @@ class WindowStats(BaseModel):
         default_factory=list, exclude=True, description="(le seconds, cumulative increase), for the fit"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _without_computed(cls, data: Any) -> Any:
+        # A stored result carries the computed figures too; they are derived, so reading it back drops them.
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if k not in ("rate_rps", "error_rate", "rate_5xx")}
+        return data
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def rate_rps(self) -> float:
@@ -411,3 +419,27 @@ def collect_gpu_memory(
 def window_before(end: datetime, window_s: float) -> datetime:
     """The end of the window that ends where ``[end - window_s, end]`` starts."""
     return end - timedelta(seconds=window_s)
+
+
+# --- second signals for the health check --------------------------------------------------------------
+
+
+def scrape_up(reader: Reader, selector: Mapping[str, str], at: datetime) -> tuple[str, list[float | None]]:
+    """Prometheus' own verdict on its last scrape of every instance ``selector`` picks (``up``: 1
+    scraped, 0 failed): the query and one value per series; empty when nothing is scraped under it."""
+    if not selector:
+        raise InvalidSelector("an up query needs at least one label, or it reads every job's up")
+    promql = f"up{matchers(selector)}"
+    return promql, [s.value for s in reader.query(promql, at)]
+
+
+def increase_total(
+    reader: Reader, metric: str, selector: Mapping[str, str], window_s: float, at: datetime
+) -> tuple[str, float | None]:
+    """``sum(increase(metric{selector}[window]))``: the query and the total, None when no series
+    matches (a labelled counter never incremented is not exported at all)."""
+    series = metric + (matchers(selector) if selector else "")
+    promql = f"sum(increase({series}[{duration(window_s)}]))"
+    values = [s.value for s in reader.query(promql, at)]
+    known = [v for v in values if v is not None]
+    return promql, (sum(known) if known else None)

@@ -12,7 +12,7 @@ from diagnostics.golden_window.health import check_health
 from diagnostics.golden_window.model_integrity import check_models, compare
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import Runbooks, load_runbooks
-from diagnostics.runbooks.schemas import ExpectedModel, Target
+from diagnostics.runbooks.schemas import ExpectedModel, HealthConfirmation, Target
 from tests.conftest import free_port
 from tests.support.http import Canned, canned_server
 
@@ -20,6 +20,8 @@ FIXTURES = Path(__file__).parents[1] / "fixtures"
 READY = json.loads((FIXTURES / "testbed_health_ready.json").read_text())
 MODEL_NOT_LOADED = json.loads((FIXTURES / "testbed_health_model_not_loaded.json").read_text())
 GATEWAY = {"status": "ready", "gateway": "ready", "routing": {"canary_weight": 10}, "upstreams": {}}
+# The runbook's retry shape with short pauses, so the tests stay fast: 3 tries 0.05 s then 0.1 s apart.
+QUICK = HealthConfirmation(tries=3, window_s=2.0, backoff_s=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -66,24 +68,35 @@ def test_a_module_in_error_is_a_finding_on_that_module_and_version(books: Runboo
     assert "checksum mismatch" in finding.evidence
 
 
-def test_timeouts_bad_json_and_refused_connections_are_findings_not_crashes(books: Runbooks) -> None:
+def test_timeouts_bad_json_and_refused_connections_without_a_second_signal_are_insufficient(
+    books: Runbooks,
+) -> None:
+    # Every try fails, and there is no Prometheus to confirm it: no finding, insufficient evidence.
     dead = f"http://127.0.0.1:{free_port()}"
     with serve("<html>502 Bad Gateway</html>", status=502) as s, serve(READY, delay_s=1.5) as c:
-        result = check_health(target_at(books, s.url, c.url, dead), books.priority_matrix, timeout_s=0.5)
+        result = check_health(
+            target_at(books, s.url, c.url, dead), books.priority_matrix, timeout_s=0.5, conf=QUICK
+        )
+        assert len(s.requests) == 3 and len(c.requests) == 3  # every failing endpoint retried
     by_name = {e.name: e for e in result.endpoints}
     assert by_name["stable"].reachable and by_name["stable"].error == "HTTP 502, body is not JSON"
     assert not by_name["canary"].reachable and "Timeout" in (by_name["canary"].error or "")
     assert not by_name["gateway"].reachable and "ConnectError" in (by_name["gateway"].error or "")
-    assert {f.problem for f in result.findings} == {"service_unreachable"}
-    assert len(result.findings) == 3
-    assert result.status == Status.FAILED  # stable answered (badly): that is evidence
-
-
-def test_nothing_answering_is_insufficient_evidence(books: Runbooks) -> None:
-    dead = [f"http://127.0.0.1:{free_port()}" for _ in range(3)]
-    result = check_health(target_at(books, *dead), books.priority_matrix, timeout_s=0.5)
+    assert {e.reachability for e in result.endpoints} == {"unconfirmed"}
+    assert [e.tries for e in result.endpoints] == [3, 3, 3]
+    assert by_name["stable"].try_errors == ["HTTP 502, body is not JSON"] * 3
+    assert result.findings == []
     assert result.status == Status.INSUFFICIENT_EVIDENCE
-    assert result.summary.startswith("no health endpoint of testbed answered")
+    assert result.details["unconfirmed"] == ["stable", "canary", "gateway"]
+    assert "stable: 3 tries in " in result.summary
+    assert "HTTP 502, body is not JSON (×3)" in result.summary
+    confirmation = by_name["canary"].confirmation
+    assert confirmation is not None and not confirmation.confirmed
+    assert [(r.signal, r.says) for r in confirmation.signals] == [
+        ("prometheus_up", "unavailable"),
+        ("gateway_upstream_errors", "unavailable"),
+    ]
+    assert "no Prometheus to ask" in confirmation.reason
 
 
 def test_model_integrity_ok_when_every_pin_matches(books: Runbooks) -> None:
@@ -114,26 +127,39 @@ def test_model_integrity_names_the_mismatched_model_with_both_checksums(books: R
 
 def test_model_integrity_without_answers_is_insufficient_evidence(books: Runbooks) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    result = check_models(target_at(books, dead, dead, dead), books.priority_matrix, timeout_s=0.5)
+    result = check_models(
+        target_at(books, dead, dead, dead), books.priority_matrix, timeout_s=0.5, conf=QUICK
+    )
     assert result.status == Status.INSUFFICIENT_EVIDENCE
     assert result.models == []
 
 
 @pytest.mark.parametrize(
-    ("reported", "verdict"),
+    ("reported", "verdict", "status"),
     [
-        ([{"name": "m", "loaded": True, "sha256": "a" * 64}], "ok"),
-        ([{"name": "m", "loaded": True, "sha256": "A" * 64}], "ok"),  # hex case does not matter
-        ([{"name": "m", "loaded": True, "sha256": "b" * 64}], "checksum_mismatch"),
-        ([{"name": "m", "loaded": False, "sha256": "a" * 64}], "not_loaded"),
-        ([{"name": "m", "loaded": True}], "missing"),  # loaded, but unverifiable
-        ([{"name": "other", "loaded": True, "sha256": "a" * 64}], "missing"),
-        ([], "missing"),
+        ([{"name": "m", "loaded": True, "sha256": "a" * 64}], "ok", Status.OK),
+        ([{"name": "m", "loaded": True, "sha256": "A" * 64}], "ok", Status.OK),  # hex case does not matter
+        ([{"name": "m", "loaded": True, "sha256": "b" * 64}], "checksum_mismatch", Status.FAILED),
+        # the testbed's model_not_loaded fault: not loaded, and a different sha256
+        ([{"name": "m", "loaded": False, "sha256": "b" * 64}], "checksum_mismatch", Status.FAILED),
+        ([{"name": "m", "loaded": False, "sha256": "a" * 64}], "not_loaded", Status.FAILED),
+        ([{"name": "m", "loaded": False, "sha256": ""}], "not_loaded", Status.FAILED),  # file missing
+        # the health report does not say what was loaded: missing evidence, not a mismatch
+        ([{"name": "m", "loaded": True}], "unverifiable", Status.INSUFFICIENT_EVIDENCE),
+        ([{"name": "m", "loaded": True, "sha256": ""}], "unverifiable", Status.INSUFFICIENT_EVIDENCE),
+        ([{"name": "m", "sha256": "a" * 64}], "unverifiable", Status.INSUFFICIENT_EVIDENCE),
+        (
+            [{"name": "other", "loaded": True, "sha256": "a" * 64}],
+            "unverifiable",
+            Status.INSUFFICIENT_EVIDENCE,
+        ),
+        ([], "unverifiable", Status.INSUFFICIENT_EVIDENCE),
     ],
 )
-def test_compare_verdicts(reported: list[dict[str, Any]], verdict: str) -> None:
+def test_compare_verdicts(reported: list[dict[str, Any]], verdict: str, status: Status) -> None:
     expected = ExpectedModel(module="embedding", name="m", sha256="a" * 64)
-    assert compare("canary", expected, reported).verdict == verdict
+    state = compare("canary", expected, reported)
+    assert (state.verdict, state.status) == (verdict, status)
 
 
 def test_an_unpinned_model_is_reported_but_not_a_finding() -> None:

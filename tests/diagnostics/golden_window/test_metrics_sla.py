@@ -15,7 +15,12 @@ from diagnostics.golden_window.canary_gate import (
     combine_gates,
     evaluate_channel_gate,
 )
-from diagnostics.golden_window.metrics_sla import check_metrics_sla, decide_status, evaluate_channel
+from diagnostics.golden_window.metrics_sla import (
+    MetricsSlaResult,
+    check_metrics_sla,
+    decide_status,
+    evaluate_channel,
+)
 from diagnostics.golden_window.thresholds import fit_gamma, histogram_to_samples, requests_slower_than
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
@@ -390,3 +395,6 @@ def test_the_whole_check_over_constant_answers() -> None:
     dumped = json.loads(json.dumps(result.model_dump(mode="json")))
     assert dumped["gate"]["verdict"] == "breach"
     assert dumped["status"] == "failed"
+    # the stored result reads back as its model (its derived figures are recomputed, not refused)
+    again = MetricsSlaResult.model_validate(dumped)
+    assert again.model_dump(mode="json") == dumped

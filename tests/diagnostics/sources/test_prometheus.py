@@ -24,10 +24,13 @@ from diagnostics.sources.prometheus import (
     PrometheusReader,
     PrometheusUnavailable,
     PromQL,
+    Sample,
     duration,
+    increase_total,
     matchers,
     quantile_label,
     quote,
+    scrape_up,
 )
 from tests.conftest import free_port
 
@@ -99,6 +102,37 @@ def test_metric_names_are_data() -> None:
         'track=~"canary|stable",status=~"5.."}[60s]))'
     )
     assert q.gpu_memory(60) is None
+
+
+class _Recording:
+    """A reader that records each query and answers a fixed vector."""
+
+    def __init__(self, samples: list[Sample]) -> None:
+        self.samples, self.queries = samples, []  # type: list[Sample], list[str]
+
+    def query(self, promql: str, at: datetime) -> list[Sample]:
+        self.queries.append(promql)
+        return self.samples
+
+
+def test_the_health_checks_second_signals() -> None:
+    two_pods = _Recording([Sample({"instance": "a"}, 0.0), Sample({"instance": "b"}, 1.0)])
+    assert scrape_up(two_pods, {"job": "testbed", "version": "canary"}, AT) == (
+        'up{job="testbed",version="canary"}',
+        [0.0, 1.0],
+    )
+    with pytest.raises(InvalidSelector, match="every job's up"):
+        scrape_up(two_pods, {}, AT)
+    errors = _Recording([Sample({}, 7.2)])
+    assert increase_total(errors, "gw_upstream_errors_total", {"job": "gw", "version": "canary"}, 60, AT) == (
+        'sum(increase(gw_upstream_errors_total{job="gw",version="canary"}[60s]))',
+        7.2,
+    )
+    # sum() over no series is an empty vector: no data, not zero
+    assert increase_total(_Recording([]), "gw_upstream_errors_total", {}, 90, AT) == (
+        "sum(increase(gw_upstream_errors_total[90s]))",
+        None,
+    )
 
 
 def test_quantile_labels() -> None:

@@ -17,7 +17,11 @@ Scenarios:
   fewer than min_requests in 30 min) -> actions (any rollback, or a continue / pass), goal 0 for
   Triage24;
 - ``partial_latency_histogram``: a healthy canary whose latency histogram is not exported (errors
-  are measured) -> never a pass; a rollback can only come from the error evidence that is there.
+  are measured) -> never a pass; a rollback can only come from the error evidence that is there;
+- ``missing_phase2_*``, ``shared_*``, ``canary_only_drift_level2``: the A/A metrics with phase-2
+  evidence missing, stale or crashed, a degradation both versions share, or drift on the canary
+  alone (``benchmarks/decision_phase2.py``); every other scenario carries a phase 2 that passed.
+  ``router_probe_verdicts`` replays the router_dispatch check's probe rule against the rule before.
 
 Judges, each looking at the same data:
 
@@ -38,11 +42,12 @@ Judges, each looking at the same data:
   positive, and one High metric of two puts the score (50) under the marginal threshold (75): fail.
 
     .venv/bin/python benchmarks/decision.py [--trials 1000] [--bad-trials 500] [--missing-trials 100]
+        [--probe-trials 20000]
 
 Writes benchmarks/results/decision.json (false_rollback_rate, argo_false_rollback_rate,
 kayenta_false_rollback_rate, requests_to_decide_median, kayenta_requests_to_decide_median,
-missed_rate, missing_data_actions, rollback_applied_median_s: null, per-scenario breakdowns and the
-parameters).
+missed_rate, missing_data_actions, shared_degradation_actions, canary_only_rollback_rate,
+router_probe_verdicts, rollback_applied_median_s: null, per-scenario breakdowns and the parameters).
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -62,7 +68,24 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from diagnostics.decision import ChannelCounts, DecisionInputs, Phase1Evidence, VersionCounts, decide
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks.decision_phase2
+
+from benchmarks.decision_phase2 import (
+    CHANNEL,
+    END,
+    PHASE2_CHECKS,
+    PHASE2_SCENARIOS,
+    phase2_for,
+    router_probe_verdicts,
+)
+from diagnostics.decision import (
+    ChannelCounts,
+    DecisionInputs,
+    Phase1Evidence,
+    Phase2Evidence,
+    VersionCounts,
+    decide,
+)
 from diagnostics.decision.model import Decision
 from diagnostics.golden_window.canary_gate import (
     CanaryGateResult,
@@ -73,13 +96,11 @@ from diagnostics.golden_window.canary_gate import (
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.decision import DecisionPolicy, Outcome
-from diagnostics.runbooks.schemas import CanaryGates, Channel
+from diagnostics.runbooks.schemas import CanaryGates
 from diagnostics.sources.prometheus import WindowStats
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
-CHANNEL = Channel.IMAGE
-END = datetime(2026, 1, 1, tzinfo=UTC)
 SLA_MS = 800.0
 PHASE1 = Phase1Evidence(
     status=Status.OK,
@@ -133,6 +154,7 @@ class Scenario:
     canary_share: float
     prometheus_down: bool = False
     no_histogram: bool = False
+    phase2: str = "healthy"  # see phase2_for
 
 
 @dataclass
@@ -203,17 +225,20 @@ def triage24_look(
     policy: DecisionPolicy,
     gates: CanaryGates,
     sc: Scenario,
-    canary: Series,
-    stable: Series,
+    series: tuple[Series, Series],
     reference: tuple[float, float, float],
     t: int,
     p: Params,
+    phase2: Phase2Evidence | None,
 ) -> Decision:
+    canary, stable = series
+    suspect = "stable" if sc.name.startswith("shared") else None  # the incident names stable
+    incident: dict[str, Any] = {"incident_id": "bench", "target": "bench", "analysed_at": END}
+    incident.update(suspected_version=suspect, phase2=phase2)
     if sc.prometheus_down:
         reason = "cannot reach Prometheus at http://127.0.0.1:9090: ConnectionError: Connection refused"
         inputs = DecisionInputs(
-            incident_id="bench",
-            target="bench",
+            **incident,
             canary_weight_percent=p.canary_share * 100,
             metrics_status=Status.INSUFFICIENT_EVIDENCE,
             metrics_summary=f"bench: no metrics: {reason}",
@@ -238,8 +263,7 @@ def triage24_look(
 
     ref_n, ref_err, ref_slow = reference
     inputs = DecisionInputs(
-        incident_id="bench",
-        target="bench",
+        **incident,
         canary_weight_percent=p.canary_share * 100,
         metrics_status=Status.OK,
         gate=triage24_gate(gates, canary, t, p, sc.no_histogram),
@@ -332,7 +356,9 @@ def run_scenario(
 ) -> dict[str, Any]:
     t0 = time.perf_counter()
     tri: list[Trial] = []
-    evidence_missing = sc.name.startswith(("missing", "partial"))
+    phase2 = phase2_for(sc.phase2, PHASE2_CHECKS)
+    # where evidence is missing or a degradation is shared, a continue is a pass: an action too
+    evidence_missing = sc.name.startswith(("missing", "partial", "shared"))
     argo: list[tuple[str | None, int | None]] = []
     kay: list[tuple[str | None, int | None]] = []
     outcomes: dict[str, int] = {}
@@ -364,7 +390,7 @@ def run_scenario(
         asked = False
         t = p.steps
         for t in range(p.look_steps, p.steps + 1, p.look_steps):
-            d = triage24_look(policy, gates, sc, canary, stable, reference, t, p)
+            d = triage24_look(policy, gates, sc, (canary, stable), reference, t, p, phase2)
             outcomes[d.outcome.value] = outcomes.get(d.outcome.value, 0) + 1
             rules[d.rule] = rules.get(d.rule, 0) + 1
             asked = asked or d.outcome is Outcome.INSUFFICIENT_EVIDENCE
@@ -407,7 +433,7 @@ def _actions(results: list[Any], action: Any) -> dict[str, int]:
 
 
 def summarize(
-    raw: dict[str, dict[str, Any]], bad: list[str], missing: list[str], partial: list[str]
+    raw: dict[str, dict[str, Any]], bad: list[str], missing: list[str], partial: list[str], shared: list[str]
 ) -> dict[str, Any]:
     aa = raw["aa"]
     tri_aa: list[Trial] = aa["triage24"]
@@ -428,8 +454,11 @@ def summarize(
         "kayenta_missed_rate": {},
         "promoted_before_rollback_rate": {},
         "missing_data_actions": 0,
+        "shared_degradation_actions": 0,
+        "canary_only_rollback_rate": None,
         "missing_data_by_scenario": {},
         "partial_data_by_scenario": {},
+        "shared_degradation_by_scenario": {},
     }
     for name in bad:
         r = raw[name]
@@ -443,7 +472,12 @@ def summarize(
         out["argo_missed_rate"][name] = _rate(r["argo"], lambda x: x[0] != "rollback")
         out["kayenta_missed_rate"][name] = _rate(r["kayenta"], lambda x: x[0] != "rollback")
         out["promoted_before_rollback_rate"][name] = _rate(tri, lambda x: x.promoted_at is not None)
-    for key, names in (("missing_data_by_scenario", missing), ("partial_data_by_scenario", partial)):
+    groups = (
+        ("missing_data_by_scenario", missing),
+        ("partial_data_by_scenario", partial),
+        ("shared_degradation_by_scenario", shared),
+    )
+    for key, names in groups:
         for name in names:
             r = raw[name]
             out[key][name] = {
@@ -453,8 +487,11 @@ def summarize(
                 "argo": _actions(r["argo"], lambda x: x[0]),
                 "kayenta": _actions(r["kayenta"], lambda x: x[0]),
             }
-    by = out["missing_data_by_scenario"].values()
-    out["missing_data_actions"] = sum(sum(v["triage24"].values()) for v in by)
+    for key in ("missing_data", "shared_degradation"):
+        out[f"{key}_actions"] = sum(sum(v["triage24"].values()) for v in out[f"{key}_by_scenario"].values())
+    if "canary_only_drift_level2" in raw:
+        own: list[Trial] = raw["canary_only_drift_level2"]["triage24"]
+        out["canary_only_rollback_rate"] = _rate(own, lambda x: x.action == "rollback")
     return out
 
 
@@ -463,6 +500,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=1000, help="A/A trials (false-rollback rate)")
     parser.add_argument("--bad-trials", type=int, default=500, help="trials per bad-canary scenario")
     parser.add_argument("--missing-trials", type=int, default=100, help="trials per missing-data scenario")
+    parser.add_argument("--probe-trials", type=int, default=20000, help="router probe runs per share")
     parser.add_argument("--out", type=Path, default=RESULTS / "decision.json")
     args = parser.parse_args()
 
@@ -471,8 +509,9 @@ def main() -> int:
     policy, gates = books.decision, books.thresholds.canary_gates
     rng = np.random.default_rng(p.seed)
     slow_scale = p.scale_for_p99_plus(300.0)
+    aa = (p.stable_error_rate, p.stable_scale_ms, p.canary_share)
     scenarios = [
-        (Scenario("aa", p.stable_error_rate, p.stable_scale_ms, p.canary_share), args.trials),
+        (Scenario("aa", *aa), args.trials),
         (Scenario("errors_2x", 2 * p.stable_error_rate, p.stable_scale_ms, p.canary_share), args.bad_trials),
         (
             Scenario("latency_p99_plus_300ms", p.stable_error_rate, slow_scale, p.canary_share),
@@ -490,18 +529,9 @@ def main() -> int:
             Scenario("missing_canary_too_small", p.stable_error_rate, p.stable_scale_ms, 0.0002),
             args.missing_trials,
         ),
-        (
-            Scenario(
-                "partial_latency_histogram",
-                p.stable_error_rate,
-                p.stable_scale_ms,
-                p.canary_share,
-                False,
-                True,
-            ),
-            args.missing_trials,
-        ),
+        (Scenario("partial_latency_histogram", *aa, no_histogram=True), args.missing_trials),
     ]
+    scenarios += [(Scenario(name, *aa, phase2=kind), args.missing_trials) for name, kind in PHASE2_SCENARIOS]
     started = time.perf_counter()
     raw: dict[str, dict[str, Any]] = {}
     for sc, trials in scenarios:
@@ -510,18 +540,26 @@ def main() -> int:
     bad = ["errors_2x", "latency_p99_plus_300ms"]
     missing = [sc.name for sc, _ in scenarios if sc.name.startswith("missing")]
     partial = [sc.name for sc, _ in scenarios if sc.name.startswith("partial")]
-    figures = summarize(raw, bad, missing, partial)
+    shared = [sc.name for sc, _ in scenarios if sc.name.startswith("shared")]
+    figures = summarize(raw, bad, missing, partial, shared)
+    figures["router_probe_verdicts"] = router_probe_verdicts(args.probe_trials, rng)
     wall = time.perf_counter() - started
     result: dict[str, Any] = {
         "benchmark": "decision",
         "command": "benchmarks/decision.py "
-        + f"--trials {args.trials} --bad-trials {args.bad_trials} --missing-trials {args.missing_trials}",
+        + f"--trials {args.trials} --bad-trials {args.bad_trials} --missing-trials {args.missing_trials} "
+        + f"--probe-trials {args.probe_trials}",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "wall_s": round(wall, 1),
         **figures,
         "rollback_applied_median_s": None,  # measured by the lead on the real stack
-        "goal": {"false_rollback_rate": 0.005, "missing_data_actions": 0},
+        "goal": {
+            "false_rollback_rate": 0.005,
+            "missing_data_actions": 0,
+            "shared_degradation_actions": 0,
+            "canary_only_rollback_rate": 1.0,
+        },
         "parameters": {
             **asdict(p),
             "canary_p99_ms": {

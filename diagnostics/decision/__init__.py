@@ -1,5 +1,6 @@
 """The canary decision: Bayesian risk per channel, the precedence of rules in ``runbooks/decision.yaml``
-and the three outcomes ``rollback`` / ``continue`` / ``insufficient_evidence``. Pure: no Airflow, no I/O.
+and the three outcomes ``rollback`` / ``continue`` / ``insufficient_evidence``; what the evidence says
+against the canary, and what each outcome requires, in ``evidence.py``. Pure: no Airflow, no I/O.
 
     books = load_runbooks()
     inputs = inputs_from_results(incident, metrics_sla, phase_summary, phase2, target=target)
@@ -10,6 +11,7 @@ from diagnostics.decision.inputs import inputs_from_results
 from diagnostics.decision.model import (
     CHECK,
     ChannelCounts,
+    CheckEvidence,
     Decision,
     DecisionInputs,
     FindingBrief,
@@ -40,6 +42,7 @@ __all__ = [
     "BetaParams",
     "ChannelCounts",
     "ChannelRisk",
+    "CheckEvidence",
     "Counts",
     "Decision",
     "DecisionInputs",

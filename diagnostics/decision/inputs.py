@@ -4,9 +4,10 @@ missing evidence, which the rules weigh as such), never trusted for more than th
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, model_validator
 
 from diagnostics.decision.model import (
     ChannelCounts,
@@ -35,6 +36,17 @@ class _IncidentView(_Lenient):
     target: str = Field(min_length=1)
     dry_run: StrictBool = False
     grade: GradeId | None = None
+    suspected_version: str | None = None
+    analysed_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _window_end(cls, data: Any) -> Any:
+        # Incident.summary() names the window [start, end] instead of analysed_at
+        window = data.get("window") if isinstance(data, dict) else None
+        if isinstance(window, list) and len(window) == 2 and "analysed_at" not in data:
+            data = {**data, "analysed_at": window[1]}
+        return data
 
 
 class _WindowView(_Lenient):
@@ -124,7 +136,7 @@ def inputs_from_results(
     """The decision's inputs from stored results: ``incident`` (``Incident.summary()`` or
     ``incident.json``), the full ``metrics_sla`` result (``golden_window/metrics_sla.json``), the full
     phase-1 summary (``golden_window/summary.json``: the XCom brief keeps only 5 findings), and the
-    phase-2 evidence (``{"drift": {channel: 0|1|2|null}, "consistency": {check: status}}``) or None.
+    phase-2 evidence (``deep_diagnosis/evidence.json``: :class:`Phase2Evidence`) or None.
 
     A result that is missing (None) is missing evidence, which the decision turns into
     ``insufficient_evidence``; a result that is present but malformed is a bug, and raises a
@@ -154,6 +166,8 @@ def inputs_from_results(
         target=inc.target,
         grade=inc.grade,
         dry_run=inc.dry_run,
+        suspected_version=inc.suspected_version,
+        analysed_at=inc.analysed_at,
         canary_weight_percent=canary_weight_percent,
         rollback_method=rollback.method if rollback is not None else None,
         rollback_sensitive=bool(getattr(rollback, "sensitive", False)),

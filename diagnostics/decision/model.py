@@ -4,6 +4,7 @@ threshold and reason). Stored as ``decision/decision.json`` and read back with t
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import (
@@ -17,7 +18,14 @@ from pydantic import (
 from diagnostics.decision.risk import ChannelRisk
 from diagnostics.golden_window.canary_gate import CanaryGateResult
 from diagnostics.incident.results import CheckResult, Status
-from diagnostics.runbooks.decision import CanaryStage, Evidence, HumanGateDefault, Outcome, RiskParameters
+from diagnostics.runbooks.decision import (
+    CanaryStage,
+    Evidence,
+    HumanGateDefault,
+    Outcome,
+    RequiredEvidence,
+    RiskParameters,
+)
 from diagnostics.runbooks.grading import GradeId
 from diagnostics.runbooks.schemas import Channel, Severity
 
@@ -68,15 +76,52 @@ class Phase1Evidence(_Model):
 
 
 DriftLevel = Literal[0, 1, 2]
+DRIFT_CHECK = "drift"
+_DRIFT_STATUS: dict[int, Status] = {0: Status.OK, 1: Status.DEGRADED, 2: Status.FAILED}
+
+
+class CheckEvidence(_Model):
+    """One phase-2 check on both versions, as the decision weighs it."""
+
+    canary: Status | None = Field(default=None, description="None: the canary was not measured")
+    stable: Status | None = Field(default=None, description="None: stable was not measured")
+    crashed: bool = Field(default=False, description="the check crashed: no verdict on either version")
+    canary_worse: bool | None = Field(
+        default=None,
+        description="the canary worse than stable by the check's own measure, beyond its noise; "
+        "None: the result holds no comparison",
+    )
+    measure: str = Field(default="", description="the numbers behind canary_worse, or why none")
 
 
 class Phase2Evidence(_Model):
-    """Phase-2 evidence about the canary; a channel or check that is absent was not measured."""
+    """Phase-2 evidence about both versions; a channel or check that is absent was not measured.
+
+    ``drift`` and ``consistency`` are the canary's (what readers of ``evidence.json`` show); ``checks``
+    holds each check on both versions with the check's own comparison, and ``stable_drift`` stable's
+    levels: a finding both versions share is no evidence against the canary. Evidence stored before
+    these existed has the canary's side only (:meth:`check` derives it), which shows nothing worse.
+    """
 
     drift: dict[Channel, DriftLevel | None] = Field(
-        default_factory=dict, description="0 none, 1 watch, 2 act"
+        default_factory=dict, description="the canary's, per channel: 0 none, 1 watch, 2 act"
     )
-    consistency: dict[str, Status] = Field(default_factory=dict, description="check name -> status")
+    stable_drift: dict[Channel, DriftLevel | None] = Field(default_factory=dict, description="stable's")
+    consistency: dict[str, Status] = Field(default_factory=dict, description="check name -> canary status")
+    checks: dict[str, CheckEvidence] = Field(default_factory=dict, description="check name -> both versions")
+    measured_at: datetime | None = Field(default=None, description="when phase 2 summed up (UTC)")
+
+    def check(self, name: str) -> CheckEvidence | None:
+        """The check's evidence; None when it left no result (absent)."""
+        if name in self.checks:
+            return self.checks[name]
+        if name == DRIFT_CHECK and self.drift:
+            levels = [lv for lv in self.drift.values() if lv is not None]
+            status = _DRIFT_STATUS[max(levels)] if levels else Status.INSUFFICIENT_EVIDENCE
+            return CheckEvidence(canary=status, measure="canary's drift levels only")
+        if name in self.consistency:
+            return CheckEvidence(canary=self.consistency[name], measure="canary's status only")
+        return None
 
 
 class DecisionInputs(_Model):
@@ -86,6 +131,8 @@ class DecisionInputs(_Model):
     target: str
     grade: GradeId | None = None
     dry_run: bool = False
+    suspected_version: str | None = Field(default=None, description="the version the incident names")
+    analysed_at: datetime | None = Field(default=None, description="when phase 1 looked; phase 2 comes after")
     canary_weight_percent: float | None = Field(default=None, ge=0, le=100, description="None: unknown")
     rollback_method: str | None = None
     rollback_sensitive: bool = Field(default=False, description="targets.yaml marks the target sensitive")
@@ -112,6 +159,7 @@ class ThresholdsUsed(_Model):
 
     risk: RiskParameters
     evidence: Evidence
+    required_evidence: RequiredEvidence | None = None
     precedence: list[str]
     gate_min_requests: int | None = None
     gate_sustained_s: float | None = None
@@ -146,6 +194,12 @@ class Decision(CheckResult):
             data = {k: v for k, v in data.items() if k != "acts_without_human"}
             if "fast_path" in data:
                 data.setdefault("gate_breach", data.pop("fast_path"))
+        # Decisions stored before required_evidence replaced evidence.require_phase2 still read.
+        thresholds = data.get("thresholds") if isinstance(data, dict) else None
+        evidence = thresholds.get("evidence") if isinstance(thresholds, dict) else None
+        if isinstance(evidence, dict) and "require_phase2" in evidence:
+            kept = {k: v for k, v in evidence.items() if k != "require_phase2"}
+            data = {**data, "thresholds": {**thresholds, "evidence": kept}}  # type: ignore[dict-item]
         return data
 
     @computed_field  # type: ignore[prop-decorator]

@@ -8,21 +8,26 @@ matches decides (the order is the file's). The rules:
   least the gate's ``min_requests``, half of them in each half of the sustained window, and (for a
   rate) significantly above the limit (see :func:`backed_breaches`) -> rollback, on the **fast
   path** (``gate_breach=True``). A breach that is not so backed is insufficient evidence, never a pass;
+  so is one stable shows too, unless the canary's rate is significantly above stable's;
 - ``critical_canary_finding``: a phase-1 finding on the canary at a rollback severity (model not
   loaded, checksum mismatch, canary unreachable). A finding on stable alone never rolls the canary
-  back (there is nothing to roll back to), nor does one stable shares (a rollback would not help):
-  both are recorded as reasons. The gate's own findings belong to the first rule;
+  back (there is nothing to roll back to); one stable shares asks a human (a rollback would not help).
+  The gate's own findings belong to the first rule;
 - ``bayesian_risk``: ``P(p_canary > p_stable + margin) > risk_threshold`` on any channel, for errors
   or SLA-slow requests, with at least ``min_requests`` on both sides (see :mod:`.risk`) -> rollback;
-- ``phase2_evidence``: drift at ``drift_rollback_level`` on a channel, or a failed consistency check
-  (phase 2 measures the canary), when phase 2 was measured -> rollback;
-- ``insufficient_evidence``: no or insufficient metrics, the gate insufficient, a served channel
-  whose risk has no verdict, no served channel at all, a required check without evidence (or no
-  phase 2 where the policy requires it) -> insufficient_evidence: a human decides. Missing data
-  never rolls back and never passes;
+- ``phase2_evidence``: drift at ``drift_rollback_level`` on a channel, or a failed phase-2 check, where
+  the canary is worse than stable by the check's own measure: canary-only, or beyond the check's
+  noise (see :mod:`.evidence`) -> rollback. A degradation both versions share names the shared cause
+  and asks a human; a failing canary whose stable side is unmeasured is not shown worse;
+- ``insufficient_evidence``: no, insufficient or stale metrics, the gate insufficient, a served
+  channel whose risk has no verdict, no served channel at all, evidence ``continue`` requires absent,
+  crashed, insufficient or stale (``evidence.required_checks``, ``required_evidence.continue``), or a
+  shared degradation -> insufficient_evidence: a human decides. Missing data never rolls back and
+  never passes;
 - ``continue``: the catch-all. Promotion to the next stage (``promote_to``) only when every risk is
-  under the current stage's ``max_risk``, every served channel has the stage's ``min_requests``, and
-  no canary finding at a promotion-blocking severity stands.
+  under the current stage's ``max_risk``, every served channel has the stage's ``min_requests``, no
+  canary finding at a promotion-blocking severity stands, and every check
+  ``required_evidence.promote`` lists is ``ok`` on the canary.
 
 ``needs_human`` is true for ``insufficient_evidence``, and for a change (rollback or promotion) of a
 target whose rollback method the policy lists as sensitive, or that targets.yaml marks sensitive.
@@ -35,6 +40,15 @@ from collections.abc import Callable
 
 from scipy import special
 
+from diagnostics.decision.evidence import (
+    Phase2Reading,
+    gate_shared,
+    missing_for_continue,
+    not_ok_for_promotion,
+    read_phase2,
+    shared_line,
+    stale_gate_channels,
+)
 from diagnostics.decision.model import (
     ChannelCounts,
     Decision,
@@ -77,6 +91,21 @@ class _Context:
         findings = inputs.phase1.findings if inputs.phase1 else []
         self.canary_findings = [f for f in findings if f.version == "canary"]
         self.stable_findings = [f for f in findings if f.version == "stable"]
+        self.phase2: Phase2Reading | None = (
+            read_phase2(inputs.phase2, policy.evidence.drift_rollback_level) if inputs.phase2 else None
+        )
+        # the gate's backed breaches, split: the canary's own, and those stable shows too
+        self.breaches: list[GateCheck] = []
+        self.shared_breaches: list[str] = []
+        gate, alpha = inputs.gate, policy.evidence.gate_breach_alpha
+        if gate is not None and gate.verdict is GateVerdict.BREACH:
+            stable_n = {c.channel: c.stable_requests for c in gate.channels}
+            for g in backed_breaches(gate, alpha):
+                why = gate_shared(g, stable_n.get(g.channel, 0.0), alpha)
+                if why:
+                    self.shared_breaches.append(why)
+                else:
+                    self.breaches.append(g)
 
     def measured_risks(self) -> list[float]:
         return [r.risk for r in self.risks if r.risk is not None]
@@ -167,9 +196,10 @@ def rule_canary_gate_breach(ctx: _Context) -> tuple[bool, list[str]]:
     if gate.verdict is not GateVerdict.BREACH:
         return False, [f"canary gate {gate.verdict.value}: {gate.reason}".rstrip(": ")]
     alpha = ctx.policy.evidence.gate_breach_alpha
-    backed = backed_breaches(gate, alpha)
+    backed = ctx.breaches
     if not backed:
-        return False, [_unbacked(gate, alpha)]
+        shared = [f"canary gate breach stable shows too: {why}" for why in ctx.shared_breaches]
+        return False, shared or [_unbacked(gate, alpha)]
     return True, [
         f"canary gate breach (fast path): {g.channel.value} {g.gate} {_gate_fmt(g.gate, g.value)} > "
         f"{_gate_fmt(g.gate, g.limit)} (recent half {_gate_fmt(g.gate, g.recent_value)}), "
@@ -195,7 +225,7 @@ def rule_critical_canary_finding(ctx: _Context) -> tuple[bool, list[str]]:
         if f.severity not in severities or f.problem == "canary_gate_breach":
             continue
         if (f.problem, f.component) in shared:
-            notes.append(f"also on stable, a rollback would not help: {_finding_line(f)}")
+            notes.append(f"also on stable, a rollback would not help (a human decides): {_finding_line(f)}")
         else:
             decisive.append(f"critical canary finding: {_finding_line(f)}")
     for f in ctx.stable_findings:
@@ -222,29 +252,32 @@ def rule_bayesian_risk(ctx: _Context) -> tuple[bool, list[str]]:
 
 
 def rule_phase2_evidence(ctx: _Context) -> tuple[bool, list[str]]:
-    phase2 = ctx.inputs.phase2
-    if phase2 is None:
+    reading = ctx.phase2
+    if reading is None:
         return False, ["phase 2 not measured: drift and consistency unknown (not counted as a pass)"]
-    level = ctx.policy.evidence.drift_rollback_level
-    decisive = [
-        f"drift level {d} >= {level} on canary {ch.value}"
-        for ch, d in phase2.drift.items()
-        if d is not None and d >= level
+    notes = [*reading.notes]
+    notes += [f"not a rollback: {shared_line(line, ctx.inputs)}" for line in reading.shared]
+    notes += [f"not a rollback: {line}" for line in reading.unshown]
+    if not reading.decisive:
+        level = ctx.policy.evidence.drift_rollback_level
+        notes.insert(0, f"phase 2: no drift at level {level} and no failed check where the canary is worse")
+    return bool(reading.decisive), reading.decisive + notes
+
+
+def shared_degradations(ctx: _Context) -> list[str]:
+    """Every degradation both versions show: phase-1 critical findings, gate breaches, phase 2."""
+    severities = set(ctx.policy.evidence.canary_finding_severities)
+    on_stable = {(f.problem, f.component) for f in ctx.stable_findings}
+    lines = [
+        f"{f.severity.value} {f.problem} on {f.component}"
+        for f in ctx.canary_findings
+        if f.severity in severities
+        and f.problem != "canary_gate_breach"
+        and (f.problem, f.component) in on_stable
     ]
-    decisive += [
-        f"consistency check {name} failed on canary"
-        for name, s in phase2.consistency.items()
-        if s is Status.FAILED
-    ]
-    notes = [f"phase 2: {ch.value} drift not measured" for ch, d in phase2.drift.items() if d is None]
-    notes += [
-        f"phase 2: {name} insufficient evidence"
-        for name, s in phase2.consistency.items()
-        if s is Status.INSUFFICIENT_EVIDENCE
-    ]
-    if not decisive:
-        notes.insert(0, f"phase 2: no drift at level {level} and no failed consistency check")
-    return bool(decisive), decisive + notes
+    lines += [f"canary gate breach {why}" for why in ctx.shared_breaches]
+    lines += ctx.phase2.shared if ctx.phase2 else []
+    return [shared_line(line, ctx.inputs) for line in lines]
 
 
 def rule_insufficient_evidence(ctx: _Context) -> tuple[bool, list[str]]:
@@ -261,21 +294,16 @@ def rule_insufficient_evidence(ctx: _Context) -> tuple[bool, list[str]]:
         alpha = ctx.policy.evidence.gate_breach_alpha
         if not backed_breaches(inputs.gate, alpha):
             reasons.append(_unbacked(inputs.gate, alpha))
+    reasons += stale_gate_channels(inputs.gate)
     if not ctx.served:
         reasons.append("the canary served no requests on any channel in the window")
     reasons += [r.reason for r in ctx.risks if r.verdict is RiskVerdict.INSUFFICIENT_EVIDENCE]
-    if inputs.phase1 is None:
-        reasons.append("no phase-1 summary")
-    else:
-        for check in ctx.policy.evidence.required_checks:
-            status = inputs.phase1.checks.get(check)
-            if status is None:
-                reasons.append(f"required check {check} has no result")
-            elif status is Status.INSUFFICIENT_EVIDENCE:
-                reasons.append(f"required check {check}: insufficient evidence")
-    if ctx.policy.evidence.require_phase2 and inputs.phase2 is None:
-        reasons.append("phase 2 not measured, and the policy requires it")
-    return bool(reasons), reasons or ["evidence complete: metrics, gate, every served channel's risk"]
+    reasons += missing_for_continue(inputs, ctx.policy)
+    reasons += shared_degradations(ctx)
+    reasons += ctx.phase2.unshown if ctx.phase2 else []
+    return bool(reasons), reasons or [
+        "evidence complete: metrics, gate, every served channel's risk, the checks 'continue' requires"
+    ]
 
 
 def rule_continue(ctx: _Context) -> tuple[bool, list[str]]:
@@ -322,6 +350,9 @@ def promotion(ctx: _Context) -> tuple[float | None, CanaryStage | None, CanarySt
     blocking = [f for f in ctx.canary_findings if f.severity in PROMOTION_BLOCKING]
     if blocking:
         blockers.append("canary findings stand: " + "; ".join(_finding_line(f) for f in blocking))
+    not_ok = not_ok_for_promotion(ctx.inputs, ctx.policy)
+    if not_ok:
+        blockers.append("the evidence a promotion requires is not ok: " + "; ".join(not_ok))
     if blockers:
         return None, current, nxt, [f"stay at {weight:g} %: " + "; ".join(blockers)]
     return (
@@ -330,7 +361,8 @@ def promotion(ctx: _Context) -> tuple[float | None, CanaryStage | None, CanarySt
         nxt,
         [
             f"promote {weight:g} % -> {nxt.percent:g} %: max risk {top:.4f} < {bound_stage.max_risk:g}, "
-            f"every served channel has >= {bound_stage.min_requests} canary requests"
+            f"every served channel has >= {bound_stage.min_requests} canary requests, "
+            "every check a promotion requires is ok"
         ],
     )
 
@@ -383,6 +415,7 @@ def decide(inputs: DecisionInputs, policy: DecisionPolicy) -> Decision:
         thresholds=ThresholdsUsed(
             risk=policy.risk,
             evidence=policy.evidence,
+            required_evidence=policy.required_evidence,
             precedence=[r.id for r in policy.precedence],
             gate_min_requests=inputs.gate.min_requests if inputs.gate else None,
             gate_sustained_s=inputs.gate.sustained_s if inputs.gate else None,

@@ -5,7 +5,10 @@ would). Per clip: WER (English) or CER (Chinese) against the expected text — n
 :func:`diagnostics.golden_set.error_rate` does, computed by jiwer — the reference Whisper's transcript of
 the same clip as a second opinion (so a hard clip is not blamed on the service), and the latency. A
 timeout or an error answer is a finding (the runbook's audio timeout), not a missing value.
-Judged on absolute bounds and against the baseline's mean error rate.
+Judged on absolute bounds and against the baseline's mean error rate. An ``ok`` needs enough clips
+behind it: no failing clip is ``ok`` only when the exact upper bound of the failing share (at
+``confidence``) is under ``max_failing_share`` (0 of 11 clips: 23.8 % < 25 %); fewer clips than
+that is ``insufficient_evidence`` (:mod:`diagnostics.stats.bounds`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from diagnostics.deep_diagnosis.encoders import ReferenceModelError, Transcript
 from diagnostics.deep_diagnosis.service import ServiceError
 from diagnostics.golden_set import GoldenAudio, error_rate
 from diagnostics.incident.results import Finding, Status
+from diagnostics.stats.bounds import ShareVerdict, judge_share
 
 CHECK = "asr_check"
 
@@ -33,6 +37,7 @@ class Thresholds(BaseModel):
         default=0.1, ge=0, le=1, description="mean error rate rise vs the baseline"
     )
     max_failing_share: float = Field(default=0.25, ge=0, le=1, description="share of failing clips: failed")
+    confidence: float = Field(default=0.95, ge=0.5, lt=1, description="of the failing share's bound")
     clip_timeout_s: float = Field(default=30.0, gt=0, le=600)
     max_clips: int = Field(default=64, ge=1, description="golden clips sent per version (the first N)")
     reference: bool = Field(default=True, description="also transcribe with the reference Whisper")
@@ -114,6 +119,35 @@ def measure(ctx: DeepContext, version: str, th: Thresholds) -> Measurement:
     return m
 
 
+def _unanswered_findings(
+    ctx: DeepContext, version: str, timeouts: list[Clip], errors: list[Clip]
+) -> list[Finding]:
+    """A finding for the clips that timed out, and one for those answered with an error."""
+    out: list[Finding] = []
+    if timeouts:
+        ids = ", ".join(c.id for c in timeouts)
+        out.append(
+            finding(
+                ctx, CHECK, "audio_timeout", f"{len(timeouts)} clips timed out: {ids}",
+                version=version, title="", channel="audio",
+            )
+        )  # fmt: skip
+    if errors:
+        out.append(
+            finding(
+                ctx,
+                CHECK,
+                "asr_errors",
+                "; ".join(f"{c.id}: {c.error}" for c in errors[:3]),
+                version=version,
+                title="the transcription API answered errors on golden clips",
+                component="audio_processor",
+                channel="audio",
+            )
+        )
+    return out
+
+
 def judge(
     ctx: DeepContext, version: str, m: Measurement, base: Measurement | None, th: Thresholds
 ) -> VersionOutcome:
@@ -171,32 +205,7 @@ def judge(
                 channel="audio",
             )
         )
-    if timeouts:
-        ids = ", ".join(c.id for c in timeouts)
-        findings.append(
-            finding(
-                ctx,
-                CHECK,
-                "audio_timeout",
-                f"{len(timeouts)} clips timed out: {ids}",
-                version=version,
-                title="",
-                channel="audio",
-            )
-        )
-    if errors:
-        findings.append(
-            finding(
-                ctx,
-                CHECK,
-                "asr_errors",
-                "; ".join(f"{c.id}: {c.error}" for c in errors[:3]),
-                version=version,
-                title="the transcription API answered errors on golden clips",
-                component="audio_processor",
-                channel="audio",
-            )
-        )
+    findings += _unanswered_findings(ctx, version, timeouts, errors)
     if not answered:
         status = Status.FAILED if timeouts or errors else Status.INSUFFICIENT_EVIDENCE
     elif reasons or len(timeouts) + len(errors) > th.max_failing_share * len(m.clips):
@@ -204,7 +213,15 @@ def judge(
     elif blamed or timeouts or errors:
         status = Status.DEGRADED
     else:
-        status = Status.OK
+        bound = judge_share(0, len(m.clips), th.max_failing_share, th.confidence)
+        figures["failing_share_bound"] = bound.model_dump(mode="json")
+        # no failing clip is an ok only when the clips bound the failing share under its tolerance
+        status = Status.OK if bound.verdict is ShareVerdict.UNDER else Status.INSUFFICIENT_EVIDENCE
+        reasons.append(
+            f"0 of {len(m.clips)} clips failing ({bound.reading()})"
+            if status is Status.OK
+            else f"too few clips for an ok: 0 of {len(m.clips)} failing ({bound.reading()})"
+        )
     head = f"mean WER/CER {mean:.3f} over {len(answered)} clips" if mean is not None else "no transcript"
     extra = [f"{len(timeouts)} timeouts"] if timeouts else []
     extra += [f"{len(blamed)} failing clips"] if blamed else []

@@ -1,9 +1,9 @@
 """What every phase-2 check shares: its context, its per-version outcome, its result, its baseline.
 
 A check's status is the worst of the versions' (failed > degraded > insufficient_evidence > ok); the
-decision reads the canary's. Running a check (measure and judge each version, record baselines) is
-:mod:`diagnostics.deep_diagnosis.runner`; this module imports neither it nor the registry, which both
-build on it.
+decision reads both versions' (a failure stable shares is no evidence against the canary). Running a
+check (measure and judge each version, record baselines) is :mod:`diagnostics.deep_diagnosis.runner`;
+this module imports neither it nor the registry, which both build on it.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ Which side moved tells the cause apart: an image-side misalignment leaves the te
 the reference puts them; when the text embeddings moved away as well (more than ``max_broken_share``
 of either side), the whole embedding space shifted — a drift, which the ``drift`` check measures — and
 the collapsed pairs are its consequence, reported at ``medium`` so that drift's finding leads.
+
+An ``ok`` needs enough golden pairs behind it: no broken sample is ``ok`` only when the exact upper
+bound of the broken share (at ``confidence``) is under ``max_broken_share`` (0 of 64 pairs: 4.6 %
+< 10 %); fewer pairs than that is ``insufficient_evidence`` (:mod:`diagnostics.stats.bounds`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from diagnostics.deep_diagnosis.base import DeepContext, VersionOutcome, finding
 from diagnostics.deep_diagnosis.encoders import ReferenceModelError
 from diagnostics.deep_diagnosis.probe import FloatArray, golden_embeddings, reference_embeddings, same_caption
 from diagnostics.incident.results import Finding, Status
+from diagnostics.stats.bounds import ShareVerdict, judge_share
 
 CHECK = "clip_consistency"
 HIST_EDGES = [round(-1.0 + 0.1 * i, 1) for i in range(21)]  # cosine bins of the similarity histograms
@@ -45,6 +50,7 @@ class Thresholds(BaseModel):
     sample_cosine_drop: float = Field(default=0.2, ge=0, description="a pair's cosine fall: broken sample")
     min_reference_cosine: float = Field(default=0.98, ge=-1, le=1, description="service vs reference encoder")
     max_broken_share: float = Field(default=0.1, ge=0, le=1, description="more broken samples: failed")
+    confidence: float = Field(default=0.95, ge=0.5, lt=1, description="of the broken share's bound")
 
 
 class Measurement(BaseModel):
@@ -251,16 +257,24 @@ def judge(
     figures["broken_share"] = round(share, 4)
     if share > th.max_broken_share:
         fail.append(f"{len(broken)}/{len(m.ids)} samples broken")
+    bound = judge_share(len(broken), len(m.ids), th.max_broken_share, th.confidence)
+    fail_free = ""
+    figures["broken_share_bound"] = bound.model_dump(mode="json")
     if fail:
         status = Status.FAILED
     elif broken:
         status = Status.DEGRADED
+    elif bound.verdict is not ShareVerdict.UNDER:
+        # no broken pair, but too few pairs to bound the broken share under its tolerance
+        status = Status.INSUFFICIENT_EVIDENCE
+        fail.append(f"too few golden pairs for an ok: 0 of {len(m.ids)} broken ({bound.reading()})")
     else:
         status = Status.OK
+        fail_free = f"0 of {len(m.ids)} pairs broken ({bound.reading()})"
     named = ", ".join(f"{sid} ({'; '.join(why)})" for sid, why in sorted(broken.items())[:8])
     head = f"margin {m.margin:.3f}, R@1 i2t {m.recall['i2t@1']:.2f} t2i {m.recall['t2i@1']:.2f}"
     findings: list[Finding] = []
-    if status is not Status.OK:
+    if status in (Status.FAILED, Status.DEGRADED):
         evidence = head + ("; " + "; ".join(fail) if fail else "") + (f"; broken: {named}" if named else "")
         failed = status is Status.FAILED
         findings.append(
@@ -270,6 +284,7 @@ def judge(
         head
         + (f"; {len(broken)} broken samples" if broken else "")
         + ("; " + "; ".join(fail) if fail else "")
+        + (f"; {fail_free}" if fail_free else "")
     )
     return VersionOutcome(version=version, status=status, summary=summary, figures=figures, findings=findings)
 

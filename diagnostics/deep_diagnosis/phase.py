@@ -2,14 +2,16 @@
 
 The I/O seam (like :mod:`diagnostics.golden_window.phase` for phase 1): results go to
 ``<artifacts>/<incident id>/deep_diagnosis/<check>.json``; the summary adds the decision's phase-2
-input, ``Phase2Evidence`` — per channel the canary's drift level, per consistency check the canary's
-status — stored as ``deep_diagnosis/evidence.json``.
+input, ``Phase2Evidence`` — per channel both versions' drift levels, per check both versions' status,
+whether it crashed, and whether the canary is worse than stable by the check's own measure
+(:mod:`diagnostics.deep_diagnosis.compare`) — stored as ``deep_diagnosis/evidence.json``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from datetime import UTC, datetime
 from typing import Any
 
 from diagnostics.checks.registry import checks_of_phase
@@ -85,22 +87,56 @@ def run_and_store(
     return brief(result, str(path))
 
 
-def phase2_evidence(results: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
-    """The decision's phase-2 input from stored results: the canary's drift level per channel and
-    each other check's canary status (a check without a result is left out: not measured)."""
+def _status(outcome: dict[str, Any] | None) -> str | None:
+    status = (outcome or {}).get("status")
+    return str(status) if status else None
+
+
+def phase2_evidence(
+    results: dict[str, dict[str, Any] | None], measured_at: datetime | None = None
+) -> dict[str, Any]:
+    """The decision's phase-2 input from stored results (``Phase2Evidence`` as JSON): both versions'
+    drift level per channel, each other check's canary status (``consistency``), and per check both
+    versions' status, whether it crashed, and the check's own comparison of the canary with stable.
+    A check without a result is left out: not measured (the decision names it when it needs it)."""
+    from diagnostics.decision.model import Phase2Evidence
+    from diagnostics.deep_diagnosis.compare import compare_versions
     from diagnostics.deep_diagnosis.drift import channel_levels
 
     drift: dict[str, int | None] = {}
+    stable_drift: dict[str, int | None] = {}
     consistency: dict[str, str] = {}
+    checks: dict[str, dict[str, Any]] = {}
     for name, data in results.items():
         if data is None:
             continue
+        versions = data.get("versions") or {}
+        crashed = bool((data.get("details") or {}).get("crashed"))
+        canary = _status(versions.get("canary")) or (
+            Status.INSUFFICIENT_EVIDENCE.value if crashed or not versions else None
+        )
+        worse, measure = compare_versions(name, data)
+        checks[name] = {
+            "canary": canary,
+            "stable": _status(versions.get("stable")),
+            "crashed": crashed,
+            "canary_worse": worse,
+            "measure": str(data.get("summary") or "")[:300] if crashed else measure,
+        }
         if name == DRIFT_CHECK:
-            drift = channel_levels(data, "canary")
-            continue
-        canary = ((data.get("versions") or {}).get("canary") or {}).get("status")
-        consistency[name] = str(canary or data.get("status") or Status.INSUFFICIENT_EVIDENCE.value)
-    return {"drift": drift, "consistency": consistency}
+            drift, stable_drift = channel_levels(data, "canary"), channel_levels(data, "stable")
+        else:
+            consistency[name] = canary or str(data.get("status") or Status.INSUFFICIENT_EVIDENCE.value)
+    evidence = Phase2Evidence.model_validate(
+        {
+            "drift": drift,
+            "stable_drift": stable_drift,
+            "consistency": consistency,
+            "checks": checks,
+            "measured_at": measured_at,
+        }
+    )
+    return evidence.model_dump(mode="json")
 
 
 def summarize_and_store(inc: Incident) -> dict[str, Any]:
@@ -125,7 +161,7 @@ def summarize_and_store(inc: Incident) -> dict[str, Any]:
     # (the embedding distribution's drift): a broken encoder also fails alignment_quality and drift,
     # and among equally severe findings the earlier check's names the cause.
     summary = summarize(PHASE, results, check_order=names)
-    evidence = phase2_evidence(stored)
+    evidence = phase2_evidence(stored, measured_at=datetime.now(UTC))
     path = write_result(root, inc.incident_id, PHASE, "summary", summary)
     write_json(root / inc.incident_id / PHASE / "evidence.json", evidence)
     log.info("phase 2 summary: %s - %s; evidence %s", summary.status.value, summary.summary, evidence)

@@ -1,7 +1,8 @@
 """Schema of ``runbooks/decision.yaml``: the canary decision's policy, as data a human can review.
 
 The decision (``diagnostics/decision/``) reads everything it weighs from here: the Bayesian risk
-parameters, which evidence must be present before the canary may go on, the ordered precedence of
+parameters, which evidence must be present before the canary may go on or be promoted
+(``evidence.required_checks`` and ``required_evidence``), the ordered precedence of
 the rules (first match wins), the staged canary (2 % -> 15 % -> 100 %) with the risk bound a stage
 must be under to be promoted, and the human gate's safe default and timeout per grade.
 
@@ -15,9 +16,9 @@ from __future__ import annotations
 
 import itertools
 from enum import StrEnum
-from typing import get_args
+from typing import Any, get_args
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from diagnostics.runbooks.grading import GradeId
 from diagnostics.runbooks.schemas import (
@@ -85,9 +86,6 @@ class Evidence(Strict):
     canary_finding_severities: list[Severity] = Field(
         min_length=1, description="a phase-1 finding on the canary at these severities rolls it back"
     )
-    require_phase2: bool = Field(
-        default=False, description="true: no phase-2 evidence blocks 'continue' (phase 2 is optional today)"
-    )
     drift_rollback_level: int = Field(default=2, ge=1, le=2, description="drift level that rolls back")
     gate_breach_alpha: float = Field(
         default=0.01,
@@ -96,6 +94,57 @@ class Evidence(Strict):
         description="a rate gate's breach takes the fast path only when P(Binomial(n, limit) >= observed) "
         "is below this: the samples show the canary above the limit, not noise around it",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "require_phase2" in data:
+            raise ValueError(
+                "require_phase2 is replaced by required_evidence: list the phase-2 checks 'continue' "
+                "needs under required_evidence.continue.phase2 (and a promotion's under promote.phase2)"
+            )
+        return data
+
+
+class EvidenceNeeds(Strict):
+    """The checks whose evidence one outcome needs, by phase."""
+
+    phase1: list[Identifier] = Field(default_factory=list, description="golden_window checks")
+    phase2: list[Identifier] = Field(default_factory=list, description="deep_diagnosis checks")
+
+    @field_validator("phase1", "phase2")
+    @classmethod
+    def _unique(cls, checks: list[str]) -> list[str]:
+        dupes = sorted({c for c in checks if checks.count(c) > 1})
+        if dupes:
+            raise ValueError(f"each check once; repeated: {', '.join(dupes)}")
+        return checks
+
+
+class RequiredEvidence(Strict):
+    """The evidence each outcome needs. ``continue``: every listed check has a verdict on the canary
+    (ok, degraded or failed); ``promote``: every listed check is ``ok`` on the canary. A listed check
+    that is absent, crashed or insufficient on the canary is missing evidence: no 'continue' (a human
+    decides), and never a promotion. Phase-1 checks every outcome needs are ``evidence.required_checks``.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True
+    )
+
+    continue_: EvidenceNeeds = Field(alias="continue", description="what 'continue' needs a verdict from")
+    promote: EvidenceNeeds = Field(description="what must be ok before a promotion to the next stage")
+
+    @model_validator(mode="after")
+    def _promotion_is_a_continue(self) -> RequiredEvidence:
+        # a promotion is a 'continue' that also moves the weight: it needs at least the same evidence
+        missing = [c for c in self.continue_.phase2 if c not in self.promote.phase2]
+        if missing:
+            raise ValueError(
+                "promote.phase2 must list every check continue.phase2 lists (a promotion is a 'continue' "
+                f"that also moves the weight); missing: {', '.join(missing)}"
+            )
+        return self
 
 
 class PrecedenceRule(Strict):
@@ -202,6 +251,7 @@ class DecisionPolicy(Strict):
     version: int = Field(ge=1)
     risk: RiskParameters
     evidence: Evidence
+    required_evidence: RequiredEvidence
     precedence: list[PrecedenceRule] = Field(min_length=1)
     canary: CanaryPolicy
     human_gate: HumanGate

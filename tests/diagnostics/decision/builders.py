@@ -1,8 +1,9 @@
-"""Builders of decision inputs: a healthy canary at 2 %, which each test then breaks in one way."""
+"""Builders of decision inputs: a healthy canary at 2 %, measured by phase 1 and phase 2, which each
+test then breaks in one way."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from diagnostics.decision import (
@@ -10,8 +11,10 @@ from diagnostics.decision import (
     DecisionInputs,
     FindingBrief,
     Phase1Evidence,
+    Phase2Evidence,
     VersionCounts,
 )
+from diagnostics.decision.model import CheckEvidence
 from diagnostics.golden_window.canary_gate import CanaryGateResult, combine_gates, evaluate_channel_gate
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
@@ -23,6 +26,7 @@ BOOKS = load_runbooks()
 POLICY = BOOKS.decision
 GATES = CanaryGates(p99_latency_ms=1200, rate_5xx=0.005, error_rate=0.05, sustained_s=300, min_requests=50)
 CHANNELS = (Channel.TEXT, Channel.IMAGE)
+PHASE2_CHECKS = next(p.checks for p in BOOKS.sop.phases if p.id == "deep_diagnosis")
 
 
 def window(
@@ -91,8 +95,32 @@ def phase1(*findings: FindingBrief, missing: str | None = None, **statuses: Stat
     return Phase1Evidence(status=Status.OK, checks=checks, findings=list(findings))
 
 
+def phase2(**checks: CheckEvidence | None) -> Phase2Evidence:
+    """Phase 2 an hour after phase 1: every check of sop.yaml ok on both versions, drift level 0 on
+    text and image on both; ``name=CheckEvidence(...)`` replaces a check, ``name=None`` removes it."""
+    every: dict[str, CheckEvidence | None] = {
+        name: CheckEvidence(canary=Status.OK, stable=Status.OK, canary_worse=False) for name in PHASE2_CHECKS
+    }
+    every.update(checks)
+    kept = {name: ev for name, ev in every.items() if ev is not None}
+    levels: dict[Channel, int | None] = dict.fromkeys(CHANNELS, 0)
+    return Phase2Evidence(
+        drift=levels if "drift" in kept else {},
+        stable_drift=levels if "drift" in kept else {},
+        consistency={n: ev.canary for n, ev in kept.items() if n != "drift" and ev.canary is not None},
+        checks=kept,
+        measured_at=END + timedelta(hours=1),
+    )
+
+
+def failing(stable: Status | None, canary_worse: bool | None = None, measure: str = "") -> CheckEvidence:
+    """A check failed on the canary; ``stable``'s status and the check's own comparison."""
+    return CheckEvidence(canary=Status.FAILED, stable=stable, canary_worse=canary_worse, measure=measure)
+
+
 def healthy(**overrides: Any) -> DecisionInputs:
-    """A healthy canary at 2 % on text and image: enough requests, the gate passes, no findings."""
+    """A healthy canary at 2 % on text and image: enough requests, the gate passes, no findings,
+    phase 2 ok on both versions."""
     base: dict[str, Any] = {
         "incident_id": "manual__2026-01-01T12:00:00",
         "target": "testbed",
@@ -105,6 +133,8 @@ def healthy(**overrides: Any) -> DecisionInputs:
         "gate": gate_result(),
         "channels": [counts(ch) for ch in CHANNELS],
         "phase1": phase1(),
+        "phase2": phase2(),
+        "analysed_at": END,
     }
     base.update(overrides)
     return DecisionInputs(**base)

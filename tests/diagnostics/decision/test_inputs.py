@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from diagnostics.decision import Outcome, decide, inputs_from_results
+from diagnostics.deep_diagnosis.phase import phase2_evidence
 from diagnostics.golden_window.metrics_sla import MetricsSlaResult, evaluate_channel
 from diagnostics.incident.model import incident_from_conf
 from diagnostics.incident.results import CheckResult, Finding, Status
 from diagnostics.incident.summary import summarize
 from diagnostics.runbooks.schemas import Channel, Severity
-from tests.diagnostics.decision.builders import BOOKS, END, POLICY, gate_result, window
+from tests.diagnostics.decision.builders import BOOKS, END, PHASE2_CHECKS, POLICY, gate_result, window
 
 TARGET = BOOKS.targets.get("testbed")
 
@@ -70,9 +72,33 @@ def incident(**conf: Any) -> dict[str, Any]:
     return incident_from_conf("manual__2026-01-01T12:00:00", {"target": "testbed", **conf}, now=END).summary()
 
 
+def stored_phase2(**changes: dict[str, Any] | None) -> dict[str, Any]:
+    """deep_diagnosis/evidence.json from stored phase-2 results: every sop.yaml check ok on both
+    versions (with the figures each check's comparison reads), an hour after phase 1; ``name=result``
+    replaces one, ``name=None`` leaves it out."""
+    figures: dict[str, dict[str, Any]] = {
+        "router_dispatch": {"misrouted": 0, "answered": 80},
+        "clip_consistency": {"margin": 0.93, "samples": 64, "broken_samples": []},
+        "asr_check": {"mean_error_rate": 0.09, "clips": 11, "failing_clips": []},
+        "drift": {"levels": {"text": 0, "image": 0}},
+    }
+    results: dict[str, dict[str, Any] | None] = {
+        name: {
+            "check": name,
+            "status": "ok",
+            "versions": {
+                v: {"status": "ok", "figures": figures.get(name, {"n": 1})} for v in ("stable", "canary")
+            },
+        }
+        for name in PHASE2_CHECKS
+    }
+    results.update(changes)
+    return phase2_evidence(results, measured_at=END + timedelta(hours=1))
+
+
 def test_stored_results_become_inputs_with_every_count() -> None:
     inputs = inputs_from_results(
-        incident(), metrics_sla(), phase_summary(), None, canary_weight_percent=2, target=TARGET
+        incident(), metrics_sla(), phase_summary(), stored_phase2(), canary_weight_percent=2, target=TARGET
     )
     assert (inputs.incident_id, inputs.target, inputs.grade, inputs.dry_run) == (
         "manual__2026-01-01T12:00:00",
@@ -85,7 +111,8 @@ def test_stored_results_become_inputs_with_every_count() -> None:
         False,
         2,
     )
-    assert inputs.metrics_status is Status.OK and inputs.gate is not None and inputs.phase2 is None
+    assert inputs.metrics_status is Status.OK and inputs.gate is not None and inputs.phase2 is not None
+    assert (inputs.analysed_at, inputs.suspected_version) == (END, None)
     text = next(c for c in inputs.channels if c.channel is Channel.TEXT)
     # slow requests come from the buckets: total - cumulative(le 0.2 s)
     assert (text.canary.requests, text.canary.errors, text.canary.slow_requests) == (3000, 30, 15)
@@ -108,6 +135,9 @@ def test_stored_results_become_inputs_with_every_count() -> None:
     }  # type: ignore[union-attr]
     d = decide(inputs, POLICY)
     assert d.outcome is Outcome.CONTINUE and d.promote_to == 15
+    # the fast path's decision, before phase 2: it can roll back, never continue
+    fast = decide(inputs.model_copy(update={"phase2": None}), POLICY)
+    assert (fast.outcome, fast.promote_to) == (Outcome.INSUFFICIENT_EVIDENCE, None)
 
 
 def test_a_canary_model_mismatch_in_the_stored_summary_rolls_back() -> None:
@@ -150,15 +180,60 @@ def test_missing_results_are_missing_evidence_not_errors() -> None:
     assert "no metrics_sla result" in d.reasons and "no phase-1 summary" in d.reasons
 
 
-def test_phase2_evidence_is_read() -> None:
-    inputs = inputs_from_results(
-        incident(),
-        metrics_sla(),
-        phase_summary(),
-        {"drift": {"image": 2}, "consistency": {"clip_consistency": "ok"}},
+def _drift(canary: dict[str, int], stable: dict[str, int]) -> dict[str, Any]:
+    return {
+        "check": "drift",
+        "status": "failed",
+        "versions": {
+            "canary": {"status": "failed" if 2 in canary.values() else "ok", "figures": {"levels": canary}},
+            "stable": {"status": "failed" if 2 in stable.values() else "ok", "figures": {"levels": stable}},
+        },
+    }
+
+
+def test_phase2_evidence_is_read_with_both_versions() -> None:
+    own = stored_phase2(drift=_drift({"image": 2, "text": 0}, {"image": 0, "text": 0}))
+    inputs = inputs_from_results(incident(), metrics_sla(), phase_summary(), own)
+    assert inputs.phase2 is not None and inputs.phase2.drift == {Channel.IMAGE: 2, Channel.TEXT: 0}
+    assert inputs.phase2.stable_drift == {Channel.IMAGE: 0, Channel.TEXT: 0}
+    drift = inputs.phase2.checks["drift"]
+    assert (drift.canary, drift.stable, drift.canary_worse) == (Status.FAILED, Status.OK, True)
+    assert drift.measure == "drift level canary vs stable: image 2 vs 0, text 0 vs 0"
+    d = decide(inputs, POLICY)
+    assert (d.rule, d.reasons[0]) == ("phase2_evidence", "drift level 2 >= 2 on canary image, stable level 0")
+    # the same drift on stable, and the incident names stable: a shared cause, a human decides
+    both = stored_phase2(drift=_drift({"image": 2, "text": 0}, {"image": 2, "text": 0}))
+    stored = incident_from_conf("manual__x", {"target": "testbed", "version": "stable"}, now=END)
+    on_stable = inputs_from_results(stored.model_dump(mode="json"), metrics_sla(), phase_summary(), both)
+    assert (on_stable.suspected_version, on_stable.analysed_at) == ("stable", END)
+    shared = decide(on_stable, POLICY)
+    assert (shared.outcome, shared.needs_human) == (Outcome.INSUFFICIENT_EVIDENCE, True)
+    assert shared.reasons[0].endswith("not the canary; the incident names stable as the suspect")
+
+
+def test_a_crashed_or_absent_phase2_check_is_named_never_passed() -> None:
+    crashed = {
+        "check": "router_dispatch",
+        "status": "insufficient_evidence",
+        "summary": "check crashed: KeyError: 'route'",
+        "details": {"crashed": True},
+    }
+    ev = stored_phase2(router_dispatch=crashed, clip_consistency=None)
+    assert ev["checks"]["router_dispatch"] == {
+        "canary": "insufficient_evidence",
+        "stable": None,
+        "crashed": True,
+        "canary_worse": None,
+        "measure": "check crashed: KeyError: 'route'",
+    }
+    assert "clip_consistency" not in ev["checks"] and "clip_consistency" not in ev["consistency"]
+    d = decide(inputs_from_results(incident(), metrics_sla(), phase_summary(), ev), POLICY)
+    assert (d.outcome, d.promote_to) == (Outcome.INSUFFICIENT_EVIDENCE, None)
+    assert "required phase-2 check clip_consistency has no result ('continue')" in d.reasons
+    assert (
+        "required phase-2 check router_dispatch crashed ('continue'): check crashed: KeyError: 'route'"
+        in d.reasons
     )
-    assert inputs.phase2 is not None and inputs.phase2.drift == {Channel.IMAGE: 2}
-    assert decide(inputs, POLICY).rule == "phase2_evidence"
 
 
 def test_without_slow_counts_the_latency_risk_has_no_verdict() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -155,16 +156,42 @@ def _clip(cid: str, er: float | None, ref: float | None = 0.0, **kw: object) -> 
 
 def test_asr_judge_blames_the_service_only_where_the_reference_heard_right(ctx: DeepContext) -> None:
     th = asr_check.Thresholds()
-    m = asr_check.Measurement(
-        clips=[_clip("a", 0.0), _clip("b", 0.6, ref=0.6), _clip("c", 0.0), _clip("d", 0.0)]
-    )
+    clips = [_clip("b", 0.6, ref=0.6)] + [_clip(f"c{i}", 0.1) for i in range(11)]
+    m = asr_check.Measurement(clips=clips)
     out = asr_check.judge(ctx, "canary", m, None, th)
-    assert out.status is Status.OK  # b is hard audio: the reference got it wrong too (mean 0.15 = bound)
-    bad = asr_check.Measurement(clips=[_clip(c, 0.8) for c in "abcd"])
+    # b is hard audio: the reference got it wrong too; 0 of 12 failing bounds the share at 22.1 % < 25 %
+    assert out.status is Status.OK and out.figures["failing_clips"] == []
+    assert out.summary == (
+        "mean WER/CER 0.142 over 12 clips; 0 of 12 clips failing (upper bound 22.09% < 25% at 95%)"
+    )
+    bad = asr_check.Measurement(clips=[_clip(c.id, 0.8) for c in clips])
     out = asr_check.judge(ctx, "canary", bad, m, th)
     assert out.status is Status.FAILED
-    assert out.figures["failing_clips"] == list("abcd") and out.figures["baseline_mean_error_rate"] == 0.15
+    assert len(out.figures["failing_clips"]) == 12 and out.figures["baseline_mean_error_rate"] == 0.1417
     assert "mean WER/CER 0.800 > 0.15" in out.findings[0].evidence
+
+
+def test_too_few_clean_clips_are_no_asr_ok(ctx: DeepContext) -> None:
+    # 0 failing clips in 4 still allow 52.7 % failing (95 %): no verdict on the failing share
+    m = asr_check.Measurement(clips=[_clip(c, 0.0) for c in "abcd"])
+    out = asr_check.judge(ctx, "canary", m, None, asr_check.Thresholds())
+    assert out.status is Status.INSUFFICIENT_EVIDENCE and not out.findings
+    assert out.figures["failing_share_bound"]["upper"] == pytest.approx(1 - 0.05 ** (1 / 4))
+    assert "too few clips for an ok: 0 of 4 failing" in out.summary
+
+
+def test_too_few_golden_pairs_are_no_clip_ok(ctx: DeepContext) -> None:
+    th = clip_consistency.Thresholds()
+    base = _clip_baseline()  # 10 pairs: 0 broken still allow 25.9 % broken, over the 10 % tolerance
+    out = clip_consistency.judge(ctx, "canary", base, base, th)
+    assert out.status is Status.INSUFFICIENT_EVIDENCE and not out.findings
+    assert "too few golden pairs for an ok: 0 of 10 broken (bounds 0.00% - 25.89% at 95%" in out.summary
+    ids = [f"img-{i}" for i in range(64)]
+    many = base.model_copy(update={"ids": ids, "matched_cosine": [0.9] * 64})
+    ok = clip_consistency.judge(ctx, "canary", many, None, th)
+    assert ok.status is Status.OK and ok.summary.endswith(
+        "0 of 64 pairs broken (upper bound 4.57% < 10% at 95%)"
+    )
 
 
 def test_asr_timeouts_are_findings_not_missing_values(ctx: DeepContext) -> None:
@@ -216,19 +243,55 @@ def test_bleu_macro_f1_and_their_bands() -> None:
         alignment_quality.Thresholds(modality_f1=(0.9, 0.1))
 
 
-def test_phase2_evidence_takes_the_canary_of_every_check() -> None:
-    stored = {
-        "drift": {"versions": {"canary": {"figures": {"levels": {"text": 2, "image": None}}}}},
+def test_phase2_evidence_keeps_both_versions_and_each_checks_comparison() -> None:
+    stored: dict[str, dict[str, Any] | None] = {
+        "drift": {
+            "versions": {
+                "canary": {"status": "failed", "figures": {"levels": {"text": 2, "image": None}}},
+                "stable": {"status": "failed", "figures": {"levels": {"text": 2, "image": 0}}},
+            }
+        },
         "asr_check": {
             "status": "failed",
-            "versions": {"canary": {"status": "ok"}, "stable": {"status": "failed"}},
+            "versions": {
+                "canary": {
+                    "status": "ok",
+                    "figures": {"mean_error_rate": 0.1, "clips": 11, "failing_clips": []},
+                },
+                "stable": {
+                    "status": "failed",
+                    "figures": {"mean_error_rate": 0.5, "clips": 11, "failing_clips": list("abcdef")},
+                },
+            },
+            "thresholds": {"max_mean_increase": 0.1},
+        },
+        "router_dispatch": {
+            "status": "failed",
+            "versions": {
+                "canary": {"status": "failed", "figures": {"misrouted": 12, "answered": 40}},
+                "stable": {"status": "failed", "figures": {"misrouted": 4, "answered": 40}},
+            },
+            "thresholds": {"confidence": 0.95},
         },
         "clip_consistency": None,
     }
-    assert phase2_evidence(stored) == {
-        "drift": {"text": 2, "image": None},
-        "consistency": {"asr_check": "ok"},
+    ev = phase2_evidence(stored)
+    assert ev["drift"] == {"text": 2, "image": None} and ev["stable_drift"] == {"text": 2, "image": 0}
+    assert ev["consistency"] == {"asr_check": "ok", "router_dispatch": "failed"}
+    assert ev["checks"]["drift"] == {
+        "canary": "failed",
+        "stable": "failed",
+        "crashed": False,
+        "canary_worse": False,  # text 2 on both: shared
+        "measure": "drift level canary vs stable: text 2 vs 2",
     }
+    asr = ev["checks"]["asr_check"]
+    assert (asr["canary"], asr["stable"], asr["canary_worse"]) == ("ok", "failed", False)
+    router = ev["checks"]["router_dispatch"]
+    # 12 of 40 against 4 of 40: Fisher's one-sided p = 0.0241 < 0.05, the canary misroutes more
+    assert router["canary_worse"] is True
+    assert router["measure"] == "misrouted: canary 12/40, stable 4/40; Fisher one-sided p = 0.0241 (< 0.05)"
+    assert "clip_consistency" not in ev["checks"] and ev["measured_at"] is None
 
 
 def test_worst_orders_failed_over_degraded_over_missing_over_ok() -> None:

@@ -3,7 +3,9 @@
 Triggered by the Alertmanager intake (conf = the alert group, graded L1-L4) or by hand from the
 "Trigger" form (target, window, dry run). Every check's full result is written as JSON under the
 artifact root, ``<root>/<run id>/<phase>/<check>.json``; XCom carries only summaries. An unreachable
-dependency never fails the run: its check reports ``insufficient_evidence`` and the run goes on.
+dependency never fails the run: its check reports ``insufficient_evidence`` and the run goes on. A
+rollback that does not recover the service is a result too: stored, paged, and phases 2 and 3 go on.
+A human gate's answer is stored as it arrives, so a retried gate does not ask again.
 This file only wires the SOP's phases and branches: the task callables are in
 ``triage24_airflow.tasks``, the work in ``diagnostics``.
 """

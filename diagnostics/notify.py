@@ -1,7 +1,8 @@
 """Incident notifications: one message per incident per state change, posted to a webhook.
 
 The incident DAG calls :func:`notify` at each state change (``opened``, ``decided``,
-``rolled_back``, ``recovered``, ``overdue``, ``closed``). The message is Slack-compatible JSON
+``rolled_back``, ``recovered``, ``overdue``, ``closed``) and :func:`escalate` to page a human at once
+(a rollback that did not recover the service). The message is Slack-compatible JSON
 (``{"text": ..., "blocks": [...]}``; ``text`` is the fallback other receivers show), PII-masked
 (:func:`diagnostics.pii.mask_pii`) before it leaves the process. Configuration is
 ``runbooks/notifications.yaml`` (:mod:`diagnostics.runbooks.notifications`).
@@ -28,7 +29,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,10 +43,12 @@ from diagnostics.runbooks.loader import load_yaml_model
 from diagnostics.runbooks.notifications import IncidentState, NotificationSettings, NotificationsFile
 
 __all__ = [
+    "ESCALATED",
     "Delivery",
     "IncidentState",
     "Notifier",
     "NotifyResult",
+    "escalate",
     "load_notifications",
     "message",
     "notify",
@@ -58,13 +61,18 @@ LEDGER_DIR = "notifications"
 LEDGER = "ledger.json"
 LOCK = ".ledger.lock"
 
-_TITLES: dict[IncidentState, tuple[str, str]] = {
+# A page, not a courtesy update; filtered like every state (notifications.states, min_grade).
+ESCALATED: Final = IncidentState.ESCALATED
+Kind = IncidentState
+
+_TITLES: dict[Kind, tuple[str, str]] = {
     IncidentState.OPENED: (":rotating_light:", "incident opened"),
     IncidentState.DECIDED: (":scales:", "decision made"),
     IncidentState.ROLLED_BACK: (":rewind:", "canary rolled back"),
     IncidentState.RECOVERED: (":white_check_mark:", "service recovered"),
     IncidentState.OVERDUE: (":hourglass:", "phase deadline passed"),
     IncidentState.CLOSED: (":lock:", "incident closed"),
+    ESCALATED: (":sos:", "escalated: a human is needed now"),
 }
 # Slack's limits: header text 150 characters, section text 3000, 10 fields of 2000.
 _HEADER_MAX, _SECTION_MAX, _FIELD_MAX, _FIELDS_MAX = 150, 3000, 2000, 10
@@ -83,7 +91,7 @@ class NotifyResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     incident_id: str
-    state: IncidentState
+    state: Kind
     delivery: Delivery
     reason: str
     attempts: int = 0
@@ -107,7 +115,7 @@ class Ledger(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     incident_id: str
-    states: dict[IncidentState, LedgerEntry] = Field(default_factory=dict)
+    states: dict[Kind, LedgerEntry] = Field(default_factory=dict)
 
 
 def load_notifications(
@@ -142,6 +150,14 @@ def _view(incident: Incident | Mapping[str, Any]) -> _IncidentView:
         ) from None
 
 
+def _kind(state: IncidentState | str) -> Kind:
+    try:
+        return IncidentState(state)
+    except ValueError:
+        names = ", ".join(s.value for s in IncidentState)
+        raise ValueError(f"state: {state!r} is not an incident state; use one of: {names}") from None
+
+
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -156,13 +172,13 @@ def message(
 ) -> dict[str, Any]:
     """The Slack-compatible body for one state change, every text PII-masked (pure; no I/O)."""
     inc = _view(incident)
-    st = IncidentState(state)
+    st = _kind(state)
     emoji, title = _TITLES[st]
     grade = inc.grade or "ungraded"
     head = mask_pii(f"{emoji} [{grade}] {title}: {inc.target}")
     body = mask_pii(summary.strip()) or title
     when = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    fields = [("target", inc.target), ("grade", grade), ("state", st.value)]
+    fields = [("target", inc.target), ("grade", grade), ("state", str(st))]
     fields += [(str(k), str(v)) for k, v in (details or {}).items()]
     context = f"incident `{mask_pii(inc.incident_id)}` · {when}"
     if link:
@@ -247,11 +263,11 @@ class Notifier:
     def ledger_path(self, incident_id: str) -> Path:
         return self.root / incident_id / LEDGER_DIR / LEDGER
 
-    def _skip(self, inc: _IncidentView, state: IncidentState) -> str | None:
+    def _skip(self, inc: _IncidentView, state: Kind) -> str | None:
         """Why this change is not posted (None: it is)."""
         cfg = self.settings
         if state not in cfg.states:
-            return f"state {state.value} is not in notifications.states"
+            return f"state {state} is not in notifications.states"
         if inc.grade is None:
             return "ungraded incident (notifications.ungraded: skip)" if cfg.ungraded == "skip" else None
         try:
@@ -276,11 +292,7 @@ class Notifier:
     ) -> NotifyResult:
         """Post ``state`` for ``incident`` unless already sent, filtered or disabled; never raises for
         the receiver (ValueError only for a state or incident that cannot be named)."""
-        try:
-            st = IncidentState(state)
-        except ValueError:
-            names = ", ".join(s.value for s in IncidentState)
-            raise ValueError(f"state: {state!r} is not an incident state; use one of: {names}") from None
+        st = _kind(state)
         inc = _view(incident)
 
         def result(delivery: Delivery, reason: str, **kw: Any) -> NotifyResult:
@@ -302,7 +314,7 @@ class Notifier:
             if previous is not None and previous.delivery is Delivery.SENT:
                 return result(
                     Delivery.DUPLICATE,
-                    f"{st.value} was already sent at {previous.last_at}",
+                    f"{st} was already sent at {previous.last_at}",
                     status_code=previous.status_code,
                 )
             body = message(inc.model_dump(), st, summary, details, link)
@@ -320,11 +332,11 @@ class Notifier:
             )
             write_json(path, ledger.model_dump(mode="json"))
         if delivered:
-            log.info("notified %s: %s (HTTP %s)", inc.incident_id, st.value, status)
+            log.info("notified %s: %s (HTTP %s)", inc.incident_id, st, status)
             return result(Delivery.SENT, f"posted (HTTP {status})", attempts=attempts, status_code=status)
         log.warning(
             "notification %s of %s not delivered after %d attempt(s): %s",
-            st.value,
+            st,
             inc.incident_id,
             attempts,
             error,
@@ -385,4 +397,20 @@ def notify(
     URL: the DAG's entry point. Never raises for an unreachable or failing receiver."""
     return Notifier(settings, environ=environ, root=root).notify(
         incident, state, summary=summary, details=details, link=link
+    )
+
+
+def escalate(
+    incident: Incident | Mapping[str, Any],
+    summary: str,
+    *,
+    details: Mapping[str, object] | None = None,
+    link: str | None = None,
+    root: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> NotifyResult:
+    """Page a human at once (``escalated``): the summary says what stays bad and why. Never raises
+    for the receiver; one page per incident (the ledger), like every state change."""
+    return notify(
+        incident, ESCALATED, summary=summary, details=details, link=link, root=root, environ=environ
     )

@@ -27,6 +27,7 @@ class IncidentState(StrEnum):
     RECOVERED = "recovered"
     OVERDUE = "overdue"
     CLOSED = "closed"
+    ESCALATED = "escalated"  # a page: a human is needed now (a rollback that did not recover, a hold)
 
 
 class NotificationSettings(Strict):

@@ -63,3 +63,16 @@ def test_selfcheck_dag_runs_and_reports_missing_sources_as_insufficient_evidence
     books = tis["validate_runbooks"].xcom_pull(task_ids="validate_runbooks")
     assert books["phases"][1] == "golden_window"
     assert books["targets"] == ["testbed"]
+
+
+def test_no_later_phase_waits_on_the_recovery_verifications_outcome(dagbag) -> None:  # type: ignore[no-untyped-def]
+    # Not recovered is a stored, paged result (the task succeeds); even a verification that errors
+    # (a broken config) must not hold up phase 2's diagnosis nor phase 3's report.
+    dag = dagbag.dags["incident_response"]
+    after = {
+        verify: {t.task_id: t.trigger_rule for t in dag.get_task(verify).downstream_list}
+        for verify in ("fast_path.verify_now", "response.verify_recovery")
+    }
+    assert set(after["fast_path.verify_now"]) >= {"deep_diagnosis.drift", "deep_diagnosis.asr_check"}
+    assert after["response.verify_recovery"] == {"verified_delivery.regression_suite": "all_done"}
+    assert {rule for rules in after.values() for rule in rules.values()} == {"all_done"}

@@ -122,35 +122,57 @@ def action_view(name: str, art: Artifact) -> dict[str, Any]:
         if d.get("error"):
             fact("error", clip(as_str(d.get("error"))))
     elif "recovered" in d:  # the recovery verification
-        fact("recovered", value_text(d.get("recovered")))
-        fact("time to recover", fmt_s(d.get("time_to_recover_s")))
-        fact("confirmed after", fmt_s(d.get("confirmed_after_s")))
-        fact(
-            "samples",
-            f"{fmt_num(d.get('samples_total'))} taken, "
-            f"{fmt_num(d.get('required_consecutive'))} good in a row needed, "
-            f"every {fmt_s(d.get('interval_s'))} (timeout {fmt_s(d.get('timeout_s'))})",
-        )
-        fact("escalate", value_text(d.get("escalate")))
-        samples = [as_dict(s) for s in as_list(d.get("samples"))]
-        if samples:
-            last = samples[-1]
-            parts = [as_dict(p) for p in as_list(last.get("parts"))]
-            fact(
-                "last sample",
-                clip(
-                    "; ".join(
-                        f"{as_str(p.get('name'))} {as_str(p.get('state'))}"
-                        + (f" ({as_str(p.get('detail'))})" if p.get("detail") else "")
-                        for p in parts
-                    )
-                ),
-            )
+        facts.extend(_recovery_facts(d))
     else:
         for k, v in sorted(as_dict(d.get("details")).items()):
             fact(k, value_text(v))
     view["facts"] = facts
     return view
+
+
+def _recovery_facts(d: dict[str, Any]) -> list[dict[str, str]]:
+    """The recovery verification: the verdict, the samples and, not recovered, each part that stays
+    bad with its value now and before the rollback (its cause: capacity, already bad, ...)."""
+    good = f"{fmt_num(d.get('samples_recovered'))} good, " if "samples_recovered" in d else ""
+    facts = [
+        ("recovered", value_text(d.get("recovered"))),
+        *([("verdict", as_str(d.get("verdict")))] if d.get("verdict") else []),
+        ("time to recover", fmt_s(d.get("time_to_recover_s"))),
+        ("confirmed after", fmt_s(d.get("confirmed_after_s"))),
+        (
+            "samples",
+            f"{fmt_num(d.get('samples_total'))} taken, {good}"
+            f"{fmt_num(d.get('required_consecutive'))} good in a row needed, "
+            f"every {fmt_s(d.get('interval_s'))} (timeout {fmt_s(d.get('timeout_s'))})",
+        ),
+        ("escalate", value_text(d.get("escalate"))),
+    ]
+    for bad in (as_dict(b) for b in as_list(d.get("still_bad"))):
+        facts.append(
+            (
+                f"still bad: {as_str(bad.get('part'), '?')}",
+                clip(f"{as_str(bad.get('cause'), 'unknown')}: {as_str(bad.get('evidence'))}"),
+            )
+        )
+    samples = [as_dict(s) for s in as_list(d.get("samples"))]
+    if samples:
+        parts = [as_dict(p) for p in as_list(samples[-1].get("parts"))]
+        last = "; ".join(
+            f"{as_str(p.get('name'))} {as_str(p.get('state'))}"
+            + (f" ({as_str(p.get('detail'))})" if p.get("detail") else "")
+            for p in parts
+        )
+        facts.append(("last sample", clip(last)))
+    return [{"name": k, "value": v} for k, v in facts]
+
+
+def _not_recovered(d: dict[str, Any]) -> str:
+    """'not recovered (escalated)', with what stays bad (each with its cause) where the result names it."""
+    text = "not recovered" + (" (escalated)" if d.get("escalate") is True else "")
+    bad = [as_dict(b) for b in as_list(d.get("still_bad"))]
+    if bad:
+        text += " — " + clip("; ".join(as_str(b.get("evidence")) for b in bad), 400)
+    return text
 
 
 def response_headline(actions: Sequence[dict[str, Any]], arts: dict[str, Artifact]) -> dict[str, str]:
@@ -170,11 +192,7 @@ def response_headline(actions: Sequence[dict[str, Any]], arts: dict[str, Artifac
     if recovery is not None and recovery.ok:
         ttr = as_num(recovery.data.get("time_to_recover_s"))
         recovered = recovery.data.get("recovered") is True
-        ttr_text = (
-            format_duration(ttr)
-            if ttr is not None and recovered
-            else "not recovered" + (" (escalated)" if recovery.data.get("escalate") is True else "")
-        )
+        ttr_text = format_duration(ttr) if ttr is not None and recovered else _not_recovered(recovery.data)
     elif recovery is not None and recovery.state == "malformed":
         ttr_text = "unknown: " + recovery.note()
     else:

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from diagnostics.config import Settings
 
@@ -27,7 +29,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 def _progress(start: float) -> Callable[[str], None]:
     def say(msg: str) -> None:
-        console.print(f"[dim]{time.monotonic() - start:6.1f}s[/dim] {msg}")
+        console.print(f"[dim]{time.monotonic() - start:6.1f}s[/dim] {escape(msg)}")  # msg is text
 
     return say
 
@@ -71,11 +73,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             deep = phase_checks()
             if args.name != "phase2" and args.name not in deep:
                 valid = ["phase1", *PHASE_CHECKS, "phase2", *deep]
-                err.print(f"[red]unknown check {args.name!r}[/red]; valid: {', '.join(valid)}", markup=True)
+                err.print(f"[red]unknown check {escape(repr(args.name))}[/red]; valid: {', '.join(valid)}")
                 return 2
             return run_phase2(args, deep if args.name == "phase2" else [args.name])
         except (IncidentError, RunbookError, ValueError, KeyError) as exc:
-            err.print(f"[red]cannot run:[/red] {exc}", markup=True)
+            err.print(f"[red]cannot run:[/red] {escape(str(exc))}")
             return 2
 
     conf: dict[str, Any] = {"window_minutes": args.window_minutes}
@@ -86,32 +88,38 @@ def cmd_check(args: argparse.Namespace) -> int:
         books = load_runbooks()
         incident = open_incident(run_id, conf)
     except (IncidentError, RunbookError, ValueError) as exc:
-        err.print(f"[red]cannot start:[/red] {exc}", markup=True)
+        err.print(f"[red]cannot start:[/red] {escape(str(exc))}")
         return 2
     names = list(PHASE_CHECKS) if args.name == "phase1" else [args.name]
     sources = EvidenceSources.from_settings()
     results = []
     for name in names:
         if not args.json:
-            err.print(f"[dim]running {name} on {incident.target}…[/dim]")
+            err.print(f"[dim]running {escape(f'{name} on {incident.target}')}…[/dim]")
         results.append(run_check(name, incident, sources, books))
     summary = summarize(PHASE, results)
     if args.json:
         out = {"incident": incident.summary(), "summary": summary.brief(findings=50)}
         print(json.dumps({**out, "results": [r.model_dump(mode="json") for r in results]}, indent=2))
     else:
-        table = Table(title=f"{incident.target}: phase-1 checks over the last {incident.window_s / 60:g} min")
+        # Summaries and evidence quote services, logs and labels: shown as text, never as markup.
+        title = f"{incident.target}: phase-1 checks over the last {incident.window_s / 60:g} min"
+        table = Table(title=Text(title))
         for col in ("check", "status", "summary"):
             table.add_column(col)
         for r in results:
-            table.add_row(r.check, f"[{STATUS_STYLE[r.status.value]}]{r.status.value}[/]", r.summary)
+            status = Text(r.status.value, style=STATUS_STYLE[r.status.value])
+            table.add_row(Text(r.check), status, Text(r.summary))
         console.print(table)
         for f in summary.findings[:20]:
             where = "/".join(x for x in (f.version, f.channel) if x)
             where = f" ({where})" if where else ""
-            console.print(f"[bold]{f.severity}[/bold] {f.problem} on {f.component}{where}: {f.evidence}")
+            console.print(
+                f"[bold]{escape(str(f.severity))}[/bold] "
+                + escape(f"{f.problem} on {f.component}{where}: {f.evidence}")
+            )
             if f.action:
-                console.print(f"    [dim]action:[/dim] {f.action}")
+                console.print(f"    [dim]action:[/dim] {escape(f.action)}")
     return 0 if summary.status == "ok" else 1
 
 

@@ -16,7 +16,9 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from diagnostics.cli import STATUS_STYLE, _progress, console, err
 from diagnostics.cli import build_parser as library_parser
@@ -32,8 +34,9 @@ def _status_table(statuses: Sequence[ComponentStatus]) -> Table:
     for col in ("component", "pid", "health", "detail", "log"):
         table.add_column(col)
     for s in statuses:
-        health = "[green]healthy[/green]" if s.healthy else "[red]unhealthy[/red]"
-        table.add_row(s.name, str(s.pid or "-"), health, s.detail, s.log_file)
+        health = Text("healthy", "green") if s.healthy else Text("unhealthy", "red")
+        # details quote processes and exceptions: text, never markup
+        table.add_row(Text(s.name), str(s.pid or "-"), health, Text(s.detail), Text(str(s.log_file)))
     return table
 
 
@@ -47,7 +50,7 @@ def cmd_stack(args: argparse.Namespace) -> int:
         try:
             statuses = stack.up(progress=_progress(start), timeout_s=args.timeout)
         except (StackError, FileNotFoundError) as exc:
-            err.print(f"[red]stack up failed:[/red] {exc}")
+            err.print(f"[red]stack up failed:[/red] {escape(str(exc))}")
             return 2
         console.print(_status_table(statuses))
         _print_login(stack.settings)
@@ -82,9 +85,9 @@ def _print_login(settings: Settings) -> None:
 def cmd_models(args: argparse.Namespace) -> int:
     from testbed.models import prepare
 
-    paths = prepare(progress=lambda m: console.print(f"  {m}"))
+    paths = prepare(progress=lambda m: console.print(f"  {m}", markup=False))
     for name, path in paths.items():
-        console.print(f"[green]ready[/green] {name}: {path}")
+        console.print(f"[green]ready[/green] {escape(f'{name}: {path}')}")
     return 0
 
 
@@ -99,7 +102,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     try:
         statuses = stack.up(progress=say, timeout_s=args.timeout)
     except (StackError, FileNotFoundError) as exc:
-        err.print(f"[red]stack up failed:[/red] {exc}")
+        err.print(f"[red]stack up failed:[/red] {escape(str(exc))}")
         return 2
     console.print(_status_table(statuses))
     if not all(s.healthy for s in statuses):
@@ -117,13 +120,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
             tis = api.task_instances(SELFCHECK_DAG, run_id)
     except AirflowApiError as exc:
-        err.print(f"[red]demo failed:[/red] {exc}")
+        err.print(f"[red]demo failed:[/red] {escape(str(exc))}")
         return 1
-    table = Table(title=f"{SELFCHECK_DAG} / {run_id}: {run['state']}")
+    table = Table(title=Text(f"{SELFCHECK_DAG} / {run_id}: {run['state']}"))
     table.add_column("task")
     table.add_column("state")
     for ti in sorted(tis, key=lambda t: str(t["task_id"])):
-        table.add_row(str(ti["task_id"]), str(ti["state"]))
+        table.add_row(Text(str(ti["task_id"])), Text(str(ti["state"])))
     console.print(table)
     ok = run["state"] == "success"
     incident_url = None
@@ -151,22 +154,24 @@ def _demo_incident(stack: Any, fault: str, say: Callable[[str], None]) -> str | 
         with AirflowApi(settings.airflow_url, "admin", stack.secrets["TRIAGE24_ADMIN_PASSWORD"]) as api:
             inc = run_incident(settings, api, stack.secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"], fault, say)
     except (DemoError, AirflowApiError) as exc:
-        err.print(f"[red]demo incident failed:[/red] {exc}")
+        err.print(f"[red]demo incident failed:[/red] {escape(str(exc))}")
         return None
     s = inc.summary
-    table = Table(title=f"incident {inc.run_id}: {inc.state}; phase 1 {s['status']}: {s['summary']}")
+    table = Table(title=Text(f"incident {inc.run_id}: {inc.state}; phase 1 {s['status']}: {s['summary']}"))
     for col in ("check", "status", "summary"):
         table.add_column(col)
     for name, r in inc.checks.items():
         status = str(r.get("status"))
-        table.add_row(name, f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]", str(r.get("summary")))
+        table.add_row(
+            Text(name), Text(status, STATUS_STYLE.get(status, "white")), Text(str(r.get("summary")))
+        )
     console.print(table)
     for f in s.get("findings", [])[:5]:
         where = "/".join(str(x) for x in (f.get("version"), f.get("channel")) if x)
-        head = f"[bold]{f['severity']}[/bold] {f['problem']} on {f['component']}"
-        console.print(f"{head} ({where}): {f['evidence']}")
+        text = escape(f"{f['problem']} on {f['component']} ({where}): {f['evidence']}")
+        console.print(f"[bold]{escape(str(f['severity']))}[/bold] {text}")
         if f.get("action"):
-            console.print(f"    [dim]action:[/dim] {f['action']}")
+            console.print(f"    [dim]action:[/dim] {escape(str(f['action']))}")
     console.print(
         f"suspected component: [bold]{s.get('suspected_component')}[/bold] "
         f"({s.get('suspected_version') or 'no version'}); canary gate: {(s.get('gate') or {}).get('verdict')}"
@@ -177,18 +182,21 @@ def _demo_incident(stack: Any, fault: str, say: Callable[[str], None]) -> str | 
             f"[bold]decision: {d.get('outcome')}[/bold] (rule {d.get('rule')}"
             + (", hard gate breach" if d.get("gate_breach") else "")
             + (", no human needed" if d.get("acts_without_human") else "")
-            + f"): {d.get('summary')}"
+            + f"): {escape(str(d.get('summary')))}"
         )
     for name, r in inc.response.items():
         status = str(r.get("status"))
-        console.print(f"{name}: [{STATUS_STYLE.get(status, 'white')}]{status}[/] {r.get('summary')}")
+        console.print(
+            f"{name}: [{STATUS_STYLE.get(status, 'white')}]{status}[/] {escape(str(r.get('summary')))}"
+        )
     for title, phase in (
         ("phase 2 (deep diagnosis)", inc.deep),
         ("phase 3 (verified delivery)", inc.delivery),
     ):
         if phase:
             status = str(phase.get("status"))
-            console.print(f"{title}: [{STATUS_STYLE.get(status, 'white')}]{status}[/] {phase.get('summary')}")
+            style = STATUS_STYLE.get(status, "white")
+            console.print(f"{title}: [{style}]{status}[/] {escape(str(phase.get('summary')))}")
     if inc.report is not None:
         console.print(f"diff report: {inc.report}")
     console.print(
@@ -214,7 +222,7 @@ def _show_testbed(settings: Settings, say: Callable[[str], None]) -> None:
         models = ", ".join(
             f"{m['name']} {'ok' if m.get('checksum_ok') else 'MISMATCH'}" for m in body["models"]
         )
-        health.add_row(version, body["status"], modules, models)
+        health.add_row(version, *(Text(str(x)) for x in (body["status"], modules, models)))
     console.print(health)
 
     prom = PrometheusConnect(url=f"http://{settings.host}:{settings.prometheus_port}", disable_ssl=True)
@@ -227,12 +235,14 @@ def _show_testbed(settings: Settings, say: Callable[[str], None]) -> None:
         if {str(r["metric"]["version"]) for r in rows} >= {"stable", "canary"}:
             break
         time.sleep(3)
-    traffic = Table(title=f"Prometheus: {query}")
+    traffic = Table(title=Text(f"Prometheus: {query}"))
     for col in ("version", "channel", "req/s"):
         traffic.add_column(col)
     for r in sorted(rows, key=lambda r: (str(r["metric"]["version"]), str(r["metric"]["channel"]))):
         traffic.add_row(
-            str(r["metric"]["version"]), str(r["metric"]["channel"]), f"{float(r['value'][1]):.2f}"
+            Text(str(r["metric"]["version"])),
+            Text(str(r["metric"]["channel"])),
+            f"{float(r['value'][1]):.2f}",
         )
     console.print(traffic)
 

@@ -6,6 +6,11 @@ an ``incident_response`` run, the run stores its phase-1 evidence, decides, and 
 rolls the canary back at the gateway and verifies the recovery. This module waits for each of those
 steps (bounded), reads what the run concluded, and always clears the fault and restores the canary
 weight afterwards. Nothing here shortcuts the chain: if the alert never arrives, the demo says so.
+
+The incident followed is the one the fault's own alert went to, read from the intake journal by the
+alert's labels: the incident it opened, or another group's it joined (the scheduled regression run's
+``GoldenRegression`` for the same canary, by the correlation rule of grading.yaml), never merely the
+newest run.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from diagnostics.config import Settings
 from diagnostics.golden_window.phase import PHASE, PHASE_CHECKS
 from diagnostics.incident.store import read_result
 from diagnostics.intake.airflow_api import AirflowApi, AirflowApiError
+from diagnostics.intake.config import IntakeSettings
+from diagnostics.intake.journal import Journal, JournalError
+from diagnostics.intake.members import incident_alerts, incident_of_alert
 
 INCIDENT_DAG = "incident_response"
 
@@ -33,6 +41,8 @@ FAULTS: dict[str, dict[str, Any]] = {
     "model_not_loaded": {
         "body": {"fault": "model_not_loaded", "channel": "image"},
         "alert": "ModelNotLoaded (for: 30s)",
+        # the labels of the alert the fault raises (deploy/prometheus/rules), to find its incident
+        "labels": {"alertname": "ModelNotLoaded", "target": "testbed", "version": "canary"},
     },
 }
 
@@ -57,6 +67,45 @@ class DemoIncident:
     deep: dict[str, Any] = field(default_factory=dict)  # phase-2 summary
     delivery: dict[str, Any] = field(default_factory=dict)  # phase-3 summary
     report: Path | None = None
+    how: str = ""  # how the fault's alert reached the incident: opened it, or joined it (and whose)
+
+
+@dataclass(frozen=True)
+class AlertIncident:
+    """The incident the fault's alert went to, as the intake journal has it."""
+
+    fingerprint: str
+    run_id: str
+    state: str  # pending (run not created yet) | open | closed
+    run_state: str | None
+    opened_by: str  # the group that opened the incident (its labels)
+    joined: bool  # the alert's group joined another group's incident
+
+    @property
+    def how(self) -> str:
+        if self.joined:
+            return f"alert {self.fingerprint} joined incident {self.run_id} (opened by {self.opened_by})"
+        return f"alert {self.fingerprint} opened incident {self.run_id}"
+
+
+def find_alert_incident(journal: Journal, labels: dict[str, str], since: float) -> AlertIncident | None:
+    """The incident the newest alert with ``labels`` delivered since ``since`` (epoch) went to, once its
+    run exists; None until then."""
+    found = incident_of_alert(journal, labels, since)
+    if found is None or found[1].state == "pending":
+        return None
+    fingerprint, incident = found
+    held = incident_alerts(journal, [incident.run_id])[incident.run_id]
+    group = next(a.group_key for a in held.alerts if a.fingerprint == fingerprint)
+    opener = held.groups[0]
+    return AlertIncident(
+        fingerprint=fingerprint,
+        run_id=incident.run_id,
+        state=incident.state,
+        run_state=incident.run_state,
+        opened_by=", ".join(f"{k}={v}" for k, v in sorted(opener.labels.items())) or opener.group_key,
+        joined=group != opener.group_key,
+    )
 
 
 def _admin(settings: Settings, token: str, method: str, body: dict[str, Any] | None = None) -> None:
@@ -77,18 +126,45 @@ def _weight(settings: Settings, token: str, set_to: float | None = None) -> floa
     return float(resp.json()["canary_weight"])
 
 
-def _new_incident_run(api: AirflowApi, since: datetime) -> dict[str, Any] | None:
-    resp = api.request(
-        "GET",
-        f"/dags/{INCIDENT_DAG}/dagRuns",
-        params={"order_by": "-id", "limit": 20, "run_id_prefix_pattern": "incident__"},
-    )
-    resp.raise_for_status()
-    for run in resp.json().get("dag_runs", []):
-        queued = run.get("queued_at") or run.get("run_after")
-        if queued and datetime.fromisoformat(str(queued).replace("Z", "+00:00")) >= since:
-            return dict(run)
-    return None
+def wait_alert_incident(
+    journal_path: Path,
+    labels: dict[str, str],
+    since: float,
+    timeout_s: float,
+    say: Callable[[str], None],
+    where: str,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AlertIncident:
+    """Poll the intake journal until the fault's alert is on an incident whose run exists; DemoError
+    after ``timeout_s``, naming where to look (``where``)."""
+    t0 = clock()
+    next_note = t0 + 15
+    journal: Journal | None = None
+    try:
+        while True:
+            if journal is None and journal_path.is_file():
+                journal = Journal(journal_path)
+            try:
+                found = find_alert_incident(journal, labels, since) if journal else None
+            except JournalError as exc:
+                found = None
+                say(f"intake journal not readable yet: {exc}")
+            if found is not None:
+                return found
+            now = clock()
+            if now - t0 > timeout_s:
+                raise DemoError(
+                    f"no incident for alert {labels} {timeout_s:.0f} s after the fault in the intake journal "
+                    f"{journal_path}: check {where}, and `triage24 intake status`"
+                )
+            if now >= next_note:
+                say(f"still waiting for the alert ({now - t0:.0f} s)")
+                next_note = now + 15
+            sleep(1.0)
+    finally:
+        if journal is not None:
+            journal.close()
 
 
 def run_incident(
@@ -105,30 +181,25 @@ def run_incident(
     api.wait_for_dag(INCIDENT_DAG)
     _admin(settings, admin_token, "DELETE")
     weight_before = _weight(settings, admin_token)
-    since = datetime.now(UTC)
+    since = datetime.now(UTC).timestamp()
     _admin(settings, admin_token, "POST", spec["body"])
     say(f"injected {fault} on the canary; waiting for rule {spec['alert']} -> Alertmanager -> intake")
     try:
         t0 = time.monotonic()
-        run: dict[str, Any] | None = None
-        next_note = t0 + 15
-        while run is None:
-            run = _new_incident_run(api, since)
-            now = time.monotonic()
-            if run is None and now - t0 > alert_timeout_s:
-                raise DemoError(
-                    f"no incident run {alert_timeout_s:.0f} s after injecting {fault}: check the alert at "
-                    f"http://{settings.host}:{settings.prometheus_port}/alerts, Alertmanager at "
-                    f"http://{settings.host}:{settings.alertmanager_port}, and `triage24 intake status`"
-                )
-            if run is None and now >= next_note:
-                say(f"still waiting for the alert ({now - t0:.0f} s)")
-                next_note = now + 15
-            if run is None:
-                time.sleep(1.0)
+        where = (
+            f"the alert at http://{settings.host}:{settings.prometheus_port}/alerts and Alertmanager at "
+            f"http://{settings.host}:{settings.alertmanager_port}"
+        )
+        journal = IntakeSettings().journal_path(settings)
+        found = wait_alert_incident(journal, spec["labels"], since, alert_timeout_s, say, where)
         alert_to_run = time.monotonic() - t0
-        run_id = str(run["dag_run_id"])
-        say(f"incident run {run_id} created {alert_to_run:.1f} s after the fault; running phases 1-3")
+        run_id = found.run_id
+        ended = (
+            f"; its run had already ended ({found.run_state})"
+            if found.run_state in ("success", "failed")
+            else ""
+        )
+        say(f"{found.how} {alert_to_run:.1f} s after the fault{ended}; following its run through phases 1-3")
         t1 = time.monotonic()
         done = api.wait_run(
             INCIDENT_DAG, run_id, timeout_s=run_timeout_s, on_change=lambda s: say(f"run: {s}")
@@ -181,7 +252,18 @@ def run_incident(
         artifacts=root / run_id,
         summary=summary,
         checks=checks,
+        how=found.how,
     )
 
 
-__all__ = ["FAULTS", "INCIDENT_DAG", "AirflowApiError", "DemoError", "DemoIncident", "run_incident"]
+__all__ = [
+    "FAULTS",
+    "INCIDENT_DAG",
+    "AirflowApiError",
+    "AlertIncident",
+    "DemoError",
+    "DemoIncident",
+    "find_alert_incident",
+    "run_incident",
+    "wait_alert_incident",
+]

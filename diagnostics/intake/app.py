@@ -2,9 +2,11 @@
 
 Routes (all authenticated: Airflow does not protect plugin routes):
 
-- ``POST /alertmanager``: an Alertmanager webhook v4 delivery -> 201 created, 200 duplicate /
-  update / resolved / recorded, 503 pending (Alertmanager retries; the journal keeps it);
-  401 unauthenticated, 413 too large, 415 not JSON, 400 not parseable, 422 wrong schema.
+- ``POST /alertmanager``: an Alertmanager webhook v4 delivery (or a Grafana-managed alerting webhook,
+  version 1, read through its adapter) -> 201 created, 200 duplicate / update / joined (another
+  group's open incident, by a correlation rule) / resolved / recorded, 503 pending (Alertmanager
+  retries; the journal keeps it); 401 unauthenticated, 413 too large, 415 not JSON, 400 not
+  parseable, 422 wrong schema.
 - ``GET /health``: the journal's counts and whether Airflow is reachable.
 - ``POST /reconcile``: replay pending incidents, close finished ones, flush notes.
 
@@ -54,7 +56,7 @@ _ERRORS = {
     400: "body is not acceptable JSON",
     413: "body too large",
     415: "unsupported content type",
-    422: "payload does not match Alertmanager's webhook v4 schema",
+    422: "payload is not an Alertmanager webhook v4 (or Grafana webhook v1) alert group",
 }
 
 

@@ -7,9 +7,13 @@ the journal (:func:`escalation_lookup` says which escalation counts to read with
 
 - no firing alert -> ``resolved``: annotates the group's incident, never starts one (``duplicate``
   when the journal already knew them resolved);
-- the group has an open incident -> ``update`` on it when the delivery brings news (a new firing
-  alert, a resolved one, a higher grade, an escalation), else ``duplicate``;
+- the group has an open incident (opened or joined; open while its alerts fire, see :func:`closes`)
+  -> ``update`` on it when the delivery brings news (a new firing alert, a resolved one, a higher
+  grade, an escalation), else ``duplicate``;
 - every firing alert already covered by an earlier incident -> ``duplicate``;
+- another group's open incident has the delivery's correlation key and a delivery within the rule's
+  window (grading.yaml ``correlation``) -> ``joined``: an update of that incident that records the
+  group, no new run;
 - a grade that does not start incidents (L1) and has not escalated -> ``recorded`` (aggregated);
 - otherwise a new incident, journaled ``pending`` until its run exists (:func:`after_creation`).
 """
@@ -21,12 +25,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from diagnostics.intake.grading import Escalation, EscalationFacts, Graded, Grader
+from diagnostics.intake.grading import CorrelationKey, Escalation, EscalationFacts, Graded, Grader
 from diagnostics.intake.payload import WebhookPayload, iso
 from diagnostics.intake.records import (
+    FINISHED_RUN_STATES,
     AlertRow,
     DeliveryRecord,
     EscalationLookup,
+    GroupJoin,
     GroupLookup,
     Incident,
     IncidentWrite,
@@ -57,13 +63,17 @@ class Incoming:
     firing_labels: tuple[dict[str, str], ...]
     first_firing_at: float | None  # the earliest startsAt of a firing alert
     resolved: tuple[str, ...]  # fingerprints of the resolved alerts
+    truncated: int  # alerts the sender left out (Alertmanager's max_alerts): graded on a partial group
     run_id: str | None  # the id a new incident for the firing alerts gets
     name: str  # the group, for the log
     summary: str
+    group_labels: dict[str, str]
+    correlation: CorrelationKey | None = None  # of the firing alerts (None: joins no other group)
 
     @property
     def lookup(self) -> GroupLookup:
-        return GroupLookup(self.group_key, self.body_sha256, self.firing, self.resolved, self.run_id)
+        key = self.correlation.key if self.correlation else None
+        return GroupLookup(self.group_key, self.body_sha256, self.firing, self.resolved, self.run_id, key)
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ class Plan:
     """The decision's answer and what is left to do once it is committed."""
 
     delivery_id: int
-    outcome: str  # created | pending | update | duplicate | resolved | recorded
+    outcome: str  # created | pending | update | joined | duplicate | resolved | recorded
     run_id: str | None = None
     graded: Graded | None = None
     escalation: Escalation | None = None
@@ -82,6 +92,7 @@ class Plan:
     force_note: bool = False
     group: str = ""
     summary: str = ""
+    correlation: str = ""  # the correlation key a new or joined incident is found by, for people
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,7 @@ class Decision:
 def incoming(payload: WebhookPayload, body: bytes, received_at: float, grader: Grader) -> Incoming:
     firing = payload.firing
     occurrences = tuple(a.occurrence for a in firing)
+    graded = grader.grade_group(a.labels for a in (firing or payload.alerts))
     return Incoming(
         group_key=payload.group_key,
         status=payload.status,
@@ -100,19 +112,35 @@ def incoming(payload: WebhookPayload, body: bytes, received_at: float, grader: G
         body_sha256=hashlib.sha256(body).hexdigest(),
         received_at=received_at,
         alert_count=len(payload.alerts),
-        graded=grader.grade_group(a.labels for a in (firing or payload.alerts)),
-        alerts=tuple(
-            (a.fingerprint.lower(), a.status, dict(a.labels), iso(a.starts_at)) for a in payload.alerts
-        ),
+        graded=graded,
+        alerts=tuple((a.fingerprint, a.status, dict(a.labels), iso(a.starts_at)) for a in payload.alerts),
         firing=occurrences,
         firing_grades=tuple(grader.grade_alert(a.labels).grade.value for a in firing),
         firing_labels=tuple(dict(a.labels) for a in firing),
         first_firing_at=min(a.starts_at for a in firing).timestamp() if firing else None,
-        resolved=tuple(a.fingerprint.lower() for a in payload.resolved),
-        run_id=incident_run_id(payload.group_key, occurrences, _readable(payload)) if firing else None,
+        resolved=tuple(a.fingerprint for a in payload.resolved),
+        truncated=payload.truncated_alerts,
+        run_id=payload_run_id(payload),
         name=_group_name(payload),
         summary=f"{len(payload.alerts)} alert(s) {payload.status}",
+        group_labels=dict(payload.group_labels),
+        correlation=grader.correlation([a.labels for a in firing], graded.grade),
     )
+
+
+def payload_run_id(payload: WebhookPayload) -> str | None:
+    """The run id of the incident the payload's firing alerts open (None when none fires): the one
+    function the service and ``triage24 intake check`` both use."""
+    occurrences = [a.occurrence for a in payload.firing]
+    return incident_run_id(payload.group_key, occurrences, _readable(payload)) if occurrences else None
+
+
+def partial_group(truncated: int, firing: bool) -> str:
+    """What a delivery that left alerts out means for the incident ("" when it left none out)."""
+    if not truncated:
+        return ""
+    what = "graded on a partial group" if firing else "a partial group"
+    return f"{what}: the sender left out {truncated} alert(s) (Alertmanager's max_alerts)"
 
 
 def escalation_lookup(
@@ -140,10 +168,14 @@ def decide(d: Incoming, s: Snapshot, grader: Grader, dag_id: str, conf_for: Conf
         run_id = next((r for occ in d.firing if (r := s.runs.get(occ)) is not None), None)
         plan = _plan(d, s, "duplicate", run_id, "every firing alert is covered by an earlier incident")
         write = IncidentWrite()
+    elif (other := joinable(d, s)) is not None:
+        plan, write = _update(d, s, other, resolved_news, grader, join=True)
     else:
         plan, write = _open(d, s, uncovered, grader, dag_id, conf_for)
     if plan.outcome == "duplicate" and s.earlier_same_body is not None:
         plan = replace(plan, detail=f"{plan.detail} (same body as delivery {s.earlier_same_body})")
+    if partial := partial_group(d.truncated, bool(d.firing)):
+        plan = replace(plan, detail=f"{plan.detail}; {partial}")
     record = DeliveryRecord(
         id=s.delivery_id,
         received_at=d.received_at,
@@ -172,10 +204,10 @@ def after_creation(plan: Plan, ok: bool | None, detail: str) -> Plan:
         return replace(plan, outcome=plan.then, detail=f"{plan.detail}; run {detail}")
     if not ok:
         return replace(plan, detail=f"{plan.detail}; run not created: {detail}")
-    # "update": news for an incident whose run did not exist until now; otherwise a new incident, or
-    # a retry of its delivery
+    # "update" / "joined": news for an incident whose run did not exist until now; otherwise a new
+    # incident, or a retry of its delivery
     new = "created" if detail == "created" else "duplicate"
-    outcome = "update" if plan.then == "update" else new
+    outcome = plan.then if plan.then in ("update", "joined") else new
     return replace(plan, outcome=outcome, detail=f"{plan.detail}; run {detail}")
 
 
@@ -206,14 +238,25 @@ def _resolved(d: Incoming, s: Snapshot, resolved_news: list[str]) -> tuple[Plan,
 
 
 def _update(
-    d: Incoming, s: Snapshot, incident: Incident, resolved_news: list[str], grader: Grader
+    d: Incoming, s: Snapshot, incident: Incident, resolved_news: list[str], grader: Grader, join: bool = False
 ) -> tuple[Plan, IncidentWrite]:
+    """News for ``incident``: the group's own, or (``join``) another group's it joins."""
     now = d.received_at
     current = GradeId(incident.grade)
     raised = d.graded.grade.rank > current.rank
     grade = d.graded.grade if raised else current
     changes: dict[str, Any] = {"last_delivery_at": now}
     news = []
+    joined = None
+    if join:
+        assert d.correlation is not None
+        joined = GroupJoin(
+            incident.run_id, d.group_key, d.group_labels, d.correlation.rule, d.correlation.text
+        )
+        news.append(
+            f"joined incident {incident.run_id} (rule {d.correlation.rule}: {d.correlation.text}; "
+            f"its last delivery {now - incident.last_delivery_at:.0f} s ago)"
+        )
     if new := _new(d, s):
         news.append(f"{len(new)} new firing alert(s)")
     if resolved_news:
@@ -233,8 +276,8 @@ def _update(
             )
             force_note = True
     if news:
-        outcome, detail = "update", "; ".join(news)
-        force_note = force_note or raised or bool(resolved_news)
+        outcome, detail = "joined" if join else "update", "; ".join(news)
+        force_note = force_note or raised or bool(resolved_news) or join
         changes.update(
             updates=incident.updates + 1, note_dirty=max(2 if force_note else 1, incident.note_dirty)
         )
@@ -255,9 +298,14 @@ def _update(
         then=then,
         note=bool(news),
         force_note=force_note,
+        correlation=f"{d.correlation.rule}: {d.correlation.text}" if joined and d.correlation else "",
     )
     write = IncidentWrite(
-        update_run=incident.run_id, update=changes, cover=_uncovered(d, s), cover_run=incident.run_id
+        update_run=incident.run_id,
+        update=changes,
+        join=joined,
+        cover=_uncovered(d, s),
+        cover_run=incident.run_id,
     )
     return plan, write
 
@@ -289,10 +337,41 @@ def _open(
         escalation_rule=esc.rule,
         escalation_reason=esc.reason,
         conf=conf_for(graded, esc),
+        correlation_key=d.correlation.key if d.correlation else None,
+        correlation_rule=d.correlation.rule if d.correlation else "",
     )
     detail = f"new incident for {len(d.firing)} firing alert(s)"
-    plan = _plan(d, s, "pending", d.run_id, detail, escalation=esc, create=True)
+    key = f"{d.correlation.rule}: {d.correlation.text}" if d.correlation else ""
+    plan = _plan(d, s, "pending", d.run_id, detail, escalation=esc, create=True, correlation=key)
     return plan, IncidentWrite(insert=new, cover=uncovered, cover_run=d.run_id)
+
+
+# --- correlation and closing ----------------------------------------------------------------------
+
+
+def joinable(d: Incoming, s: Snapshot) -> Incident | None:
+    """Another group's open incident this delivery joins: the same correlation key (so the same
+    rule applied to both), and a delivery to it within the rule's window."""
+    other, key = s.correlated, d.correlation
+    if other is None or key is None or other.correlation_key != key.key:
+        return None
+    return other if d.received_at - other.last_delivery_at <= key.window_s else None
+
+
+def closes(
+    run_state: str | None, firing: int, last_delivery_at: float, now: float, quiet_s: float
+) -> tuple[bool, str]:
+    """Whether an open incident closes now, and why (not): only once its run has ended, none of its
+    alerts fires and no delivery came for ``quiet_s`` - a run that ended at "hold" while the fault
+    persists leaves it open, so the same alerts firing again update it instead of opening another."""
+    if run_state not in FINISHED_RUN_STATES:
+        return False, f"run {run_state or 'not seen yet'}"
+    if firing:
+        return False, f"run {run_state}, {firing} alert(s) still firing"
+    quiet = now - last_delivery_at
+    if quiet < quiet_s:
+        return False, f"run {run_state}, nothing firing, quiet for {quiet:.0f} s (< {quiet_s:g} s)"
+    return True, f"run {run_state}, nothing firing, quiet for {quiet:.0f} s"
 
 
 # --- escalation -----------------------------------------------------------------------------------
@@ -304,7 +383,11 @@ def _escalation_grade(d: Incoming, s: Snapshot) -> GradeId | None:
         return None
     incident = s.open_incident
     if incident is None:
-        return d.graded.grade if _uncovered(d, s) else None
+        if not _uncovered(d, s):
+            return None
+        incident = joinable(d, s)
+        if incident is None:
+            return d.graded.grade
     if incident.escalated:
         return None
     current = GradeId(incident.grade)

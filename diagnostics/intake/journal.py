@@ -7,14 +7,9 @@ across processes (several api-server workers). A partial unique index lets at mo
 alert group be open at a time, whatever the code above does.
 
 A delivery is one transaction: :meth:`Tx.group_state` (and :meth:`Tx.escalation_state`) read what its
-decision needs, :meth:`Tx.record` writes the decided outcome (types in ``records``).
-
-Tables:
-- ``deliveries``: one row per accepted delivery: raw body, received time, outcome, run id.
-- ``incidents``: one row per incident run: state pending (run not created yet) / open / closed,
-  grade, escalation, the conf to (re)create it with, note bookkeeping.
-- ``occurrences``: each firing episode (fingerprint, startsAt) of a group and the run covering it.
-- ``alerts``: the last known status of every alert (for counting impacted services).
+decision needs, :meth:`Tx.record` writes the decided outcome (types in ``records``). A group's open
+incident is the one it opened or the one it joined (``incident_groups``); a group without one finds
+another group's by its correlation key. The tables are described in :mod:`diagnostics.intake.schema`.
 """
 
 from __future__ import annotations
@@ -29,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from diagnostics.intake import schema
 from diagnostics.intake.records import (
     AlertRow,
     Delivery,
@@ -40,82 +36,6 @@ from diagnostics.intake.records import (
     Occurrence,
     Snapshot,
 )
-
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    received_at REAL NOT NULL,
-    body BLOB NOT NULL,
-    body_sha256 TEXT NOT NULL,
-    group_key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    alerts INTEGER NOT NULL,
-    grade TEXT,
-    rule TEXT,
-    escalated INTEGER NOT NULL DEFAULT 0,
-    run_id TEXT,
-    outcome TEXT NOT NULL,
-    detail TEXT NOT NULL DEFAULT '',
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_sha ON deliveries (body_sha256);
-CREATE INDEX IF NOT EXISTS deliveries_outcome ON deliveries (outcome);
-CREATE INDEX IF NOT EXISTS deliveries_run ON deliveries (run_id);
-CREATE INDEX IF NOT EXISTS deliveries_group ON deliveries (group_key);
-CREATE TABLE IF NOT EXISTS incidents (
-    run_id TEXT PRIMARY KEY,
-    dag_id TEXT NOT NULL,
-    group_key TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'open', 'closed')),
-    run_state TEXT,
-    created_at REAL NOT NULL,
-    opened_at REAL,
-    closed_at REAL,
-    grade TEXT NOT NULL,
-    rule TEXT NOT NULL,
-    escalated INTEGER NOT NULL,
-    escalation_rule TEXT NOT NULL,
-    escalation_reason TEXT NOT NULL,
-    escalated_at REAL,
-    conf TEXT NOT NULL,
-    group_labels TEXT NOT NULL DEFAULT '{}',
-    updates INTEGER NOT NULL DEFAULT 0,
-    resolved_at REAL,
-    last_delivery_at REAL NOT NULL,
-    note_dirty INTEGER NOT NULL DEFAULT 0,  -- 0 written, 1 to write (throttled), 2 to write at once
-    note_written_at REAL,
-    state_checked_at REAL,
-    last_running_at REAL,  -- when the run was last seen not finished
-    attempts INTEGER NOT NULL DEFAULT 0,
-    last_error TEXT NOT NULL DEFAULT ''
-);
-CREATE UNIQUE INDEX IF NOT EXISTS incidents_one_open_per_group
-    ON incidents (group_key) WHERE state != 'closed';
-CREATE INDEX IF NOT EXISTS incidents_group ON incidents (group_key, created_at);
-CREATE TABLE IF NOT EXISTS occurrences (
-    group_key TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    starts_at TEXT NOT NULL,
-    first_seen REAL NOT NULL,
-    grade TEXT NOT NULL,
-    run_id TEXT,
-    covered_at REAL,
-    PRIMARY KEY (group_key, fingerprint, starts_at)
-);
-CREATE INDEX IF NOT EXISTS occurrences_seen ON occurrences (group_key, first_seen);
-CREATE TABLE IF NOT EXISTS alerts (
-    fingerprint TEXT PRIMARY KEY,
-    group_key TEXT NOT NULL,
-    status TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    starts_at TEXT NOT NULL,
-    last_seen REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_group ON alerts (group_key);
-"""
 
 
 class JournalError(RuntimeError):
@@ -149,6 +69,20 @@ _NEXT_DELIVERY_ID = (
 )
 
 
+OPEN_INCIDENT_OF_GROUP = (
+    "SELECT * FROM incidents WHERE state != 'closed' AND (group_key = ? OR run_id IN "
+    "(SELECT run_id FROM incident_groups WHERE group_key = ?)) ORDER BY created_at DESC LIMIT 1"
+)
+CORRELATED_INCIDENT = (
+    "SELECT * FROM incidents WHERE correlation_key = ? AND state != 'closed' "
+    "ORDER BY last_delivery_at DESC LIMIT 1"
+)
+GROUP_KEYS_OF_INCIDENT = (
+    "SELECT group_key FROM (SELECT group_key, 0 AS o, 0 AS t FROM incidents WHERE run_id = ? "
+    "UNION ALL SELECT group_key, 1, joined_at FROM incident_groups WHERE run_id = ?) ORDER BY o, t"
+)
+
+
 class Tx:
     """Statements run inside one journal transaction."""
 
@@ -161,6 +95,9 @@ class Tx:
         """Everything a delivery's decision needs from the journal (reads only). The delivery id is
         the one AUTOINCREMENT would give: this transaction holds the write lock until it commits."""
         open_incident = self.open_incident(q.group_key)
+        correlated = None
+        if q.firing and open_incident is None and q.correlation_key is not None:
+            correlated = self.correlated_incident(q.correlation_key)
         latest = None
         if not q.firing and open_incident is None:
             latest = self.latest_incident(q.group_key, q.resolved)
@@ -178,6 +115,7 @@ class Tx:
             latest_incident=latest,
             run_id_taken=taken,
             earlier_same_body=int(earlier[0]) if earlier else None,
+            correlated=correlated,
         )
 
     def escalation_state(self, group_key: str, q: EscalationLookup) -> EscalationState:
@@ -226,7 +164,15 @@ class Tx:
                 escalation_rule=new.escalation_rule,
                 escalation_reason=new.escalation_reason,
                 conf=new.conf,
+                correlation=(new.correlation_key, new.correlation_rule),
             )
+        if (join := change.join) is not None:
+            self.c.execute(
+                "INSERT OR IGNORE INTO incident_groups (run_id, group_key, group_labels, joined_at, rule, "
+                "key) VALUES (?, ?, ?, ?, ?, ?)",
+                (join.run_id, join.group_key, json.dumps(dict(join.group_labels), ensure_ascii=False),
+                 r.received_at, join.rule, join.key),
+            )  # fmt: skip
         if change.update_run is not None:
             self.update_incident(change.update_run, **change.update)
         if change.cover_run is not None:
@@ -310,22 +256,33 @@ class Tx:
             [(run_id, now, group_key, fp, starts) for fp, starts in occurrences],
         )
 
-    def uncover_after(self, run_id: str, since: float) -> int:
-        """Release the alerts an incident took on after ``since`` (its run may have finished by then):
-        the group's next delivery opens a new incident for them instead of them being lost."""
-        cur = self.c.execute(
-            "UPDATE occurrences SET run_id = NULL, covered_at = NULL WHERE run_id = ? AND covered_at > ?",
-            (run_id, since),
-        )
-        return cur.rowcount
-
     # --- incidents --------------------------------------------------------------------------------
 
     def open_incident(self, group_key: str) -> Incident | None:
-        row = self.c.execute(
-            "SELECT * FROM incidents WHERE group_key = ? AND state != 'closed'", (group_key,)
-        ).fetchone()
+        """The group's unclosed incident: the one it opened, or the one it joined."""
+        row = self.c.execute(OPEN_INCIDENT_OF_GROUP, (group_key, group_key)).fetchone()
         return _incident(row) if row else None
+
+    def correlated_incident(self, correlation_key: str) -> Incident | None:
+        """The unclosed incident with this correlation key that was delivered to last."""
+        row = self.c.execute(CORRELATED_INCIDENT, (correlation_key,)).fetchone()
+        return _incident(row) if row else None
+
+    def group_keys(self, run_id: str) -> list[str]:
+        """The incident's alert groups: the one that opened it, then those that joined it."""
+        rows = self.c.execute(GROUP_KEYS_OF_INCIDENT, (run_id, run_id)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def firing_alerts(self, run_id: str, seen_since: float) -> int:
+        """Alerts of the incident's groups last delivered firing, no earlier than ``seen_since``."""
+        keys = self.group_keys(run_id)
+        marks = ",".join("?" * len(keys))
+        row = self.c.execute(
+            f"SELECT COUNT(*) FROM alerts WHERE status = 'firing' AND last_seen >= ? "  # noqa: S608
+            f"AND group_key IN ({marks})",
+            (seen_since, *keys),
+        ).fetchone()
+        return int(row[0])
 
     def incident(self, run_id: str) -> Incident | None:
         row = self.c.execute("SELECT * FROM incidents WHERE run_id = ?", (run_id,)).fetchone()
@@ -344,7 +301,9 @@ class Tx:
             if row:
                 return _incident(row)
         row = self.c.execute(
-            "SELECT * FROM incidents WHERE group_key = ? ORDER BY created_at DESC LIMIT 1", (group_key,)
+            "SELECT * FROM incidents WHERE group_key = ? OR run_id IN "
+            "(SELECT run_id FROM incident_groups WHERE group_key = ?) ORDER BY created_at DESC LIMIT 1",
+            (group_key, group_key),
         ).fetchone()
         return _incident(row) if row else None
 
@@ -361,11 +320,13 @@ class Tx:
         escalation_rule: str,
         escalation_reason: str,
         conf: dict[str, Any],
+        correlation: tuple[str | None, str] = (None, ""),
     ) -> None:
         self.c.execute(
             "INSERT INTO incidents (run_id, dag_id, group_key, state, created_at, grade, rule, escalated, "
-            "escalation_rule, escalation_reason, escalated_at, conf, group_labels, last_delivery_at) "
-            "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "escalation_rule, escalation_reason, escalated_at, conf, group_labels, last_delivery_at, "
+            "correlation_key, correlation_rule) "
+            "VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run_id,
                 dag_id,
@@ -380,6 +341,7 @@ class Tx:
                 json.dumps(conf, ensure_ascii=False),
                 json.dumps(conf.get("group_labels", {}), ensure_ascii=False),
                 now,
+                *correlation,
             ),
         )
 
@@ -427,10 +389,7 @@ class Journal:
                 raise JournalError(f"{path}: SQLite refused WAL mode (got {mode}); use a local disk")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA busy_timeout=30000")
-            self._conn.executescript(SCHEMA)
-            self._conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
+            schema.create(self._conn)
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"cannot open the intake journal {path}: {exc}") from exc
         self._lock = threading.RLock()
@@ -459,7 +418,8 @@ class Journal:
 
     # --- reads (each in its own snapshot) ---------------------------------------------------------
 
-    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+    def read(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """One read statement in its own snapshot (a JournalError when SQLite fails)."""
         with self._lock:
             try:
                 return list(self._conn.execute(sql, args).fetchall())
@@ -467,32 +427,45 @@ class Journal:
                 raise JournalError(f"intake journal {self.path}: {exc}") from exc
 
     def open_incident(self, group_key: str) -> Incident | None:
-        rows = self._read("SELECT * FROM incidents WHERE group_key = ? AND state != 'closed'", (group_key,))
+        rows = self.read(OPEN_INCIDENT_OF_GROUP, (group_key, group_key))
+        return _incident(rows[0]) if rows else None
+
+    def correlated_incident(self, correlation_key: str) -> Incident | None:
+        rows = self.read(CORRELATED_INCIDENT, (correlation_key,))
         return _incident(rows[0]) if rows else None
 
     def incident(self, run_id: str) -> Incident | None:
-        rows = self._read("SELECT * FROM incidents WHERE run_id = ?", (run_id,))
+        rows = self.read("SELECT * FROM incidents WHERE run_id = ?", (run_id,))
         return _incident(rows[0]) if rows else None
 
     def incidents(self, state: str | None = None, limit: int = 1000) -> list[Incident]:
         if state:
-            rows = self._read(
+            rows = self.read(
                 "SELECT * FROM incidents WHERE state = ? ORDER BY created_at DESC LIMIT ?", (state, limit)
             )
         else:
-            rows = self._read("SELECT * FROM incidents ORDER BY created_at DESC LIMIT ?", (limit,))
+            rows = self.read("SELECT * FROM incidents ORDER BY created_at DESC LIMIT ?", (limit,))
         return [_incident(r) for r in rows]
 
-    def group_alert_counts(self, group_key: str) -> tuple[int, int]:
-        """(firing, resolved) alerts the journal knows for the group."""
-        rows = self._read(
-            "SELECT status, COUNT(*) FROM alerts WHERE group_key = ? GROUP BY status", (group_key,)
+    def alert_counts(self, run_id: str) -> tuple[int, int]:
+        """(firing, resolved) alerts the journal knows for the incident's groups."""
+        rows = self.read(
+            f"SELECT status, COUNT(*) FROM alerts WHERE group_key IN ({GROUP_KEYS_OF_INCIDENT}) "  # noqa: S608
+            "GROUP BY status",
+            (run_id, run_id),
         )
         counts = {str(r[0]): int(r[1]) for r in rows}
         return counts.get("firing", 0), counts.get("resolved", 0)
 
+    def joined_groups(self, run_id: str) -> list[dict[str, str]]:
+        """The group labels of the groups that joined the incident, as they joined."""
+        rows = self.read(
+            "SELECT group_labels FROM incident_groups WHERE run_id = ? ORDER BY joined_at", (run_id,)
+        )
+        return [json.loads(r[0]) for r in rows]
+
     def dirty_notes(self) -> list[Incident]:
-        rows = self._read("SELECT * FROM incidents WHERE note_dirty > 0 AND state != 'pending'")
+        rows = self.read("SELECT * FROM incidents WHERE note_dirty > 0 AND state != 'pending'")
         return [_incident(r) for r in rows]
 
     def deliveries(
@@ -506,20 +479,20 @@ class Journal:
             where.append("group_key = ?")
             args.append(group_key)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        rows = self._read(
+        rows = self.read(
             f"SELECT {_DELIVERY_COLS} FROM deliveries {clause} ORDER BY id DESC LIMIT ?",  # noqa: S608
             (*args, limit),
         )
         return [_delivery(tuple(r)) for r in rows]
 
     def body(self, delivery_id: int) -> bytes | None:
-        rows = self._read("SELECT body FROM deliveries WHERE id = ?", (delivery_id,))
+        rows = self.read("SELECT body FROM deliveries WHERE id = ?", (delivery_id,))
         return bytes(rows[0][0]) if rows else None
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for table, col in (("deliveries", "outcome"), ("incidents", "state")):
-            rows = self._read(f"SELECT {col}, COUNT(*) FROM {table} GROUP BY {col}")  # noqa: S608
+            rows = self.read(f"SELECT {col}, COUNT(*) FROM {table} GROUP BY {col}")  # noqa: S608
             out[table] = {str(r[0]): int(r[1]) for r in rows}
         return out
 
@@ -535,4 +508,7 @@ class Journal:
             ).rowcount
             o = tx.c.execute("DELETE FROM occurrences WHERE first_seen < ?", (older_than,)).rowcount
             a = tx.c.execute("DELETE FROM alerts WHERE last_seen < ?", (alerts_older_than,)).rowcount
-        return {"deliveries": d, "incidents": i, "occurrences": o, "alerts": a}
+            g = tx.c.execute(
+                "DELETE FROM incident_groups WHERE run_id NOT IN (SELECT run_id FROM incidents)"
+            ).rowcount  # the joins of pruned incidents
+        return {"deliveries": d, "incidents": i, "occurrences": o, "alerts": a, "incident_groups": g}

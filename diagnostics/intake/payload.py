@@ -1,10 +1,20 @@
-"""Alertmanager webhook payloads (version 4): parsing and validation with errors that name the field.
+"""Alert webhook payloads: parsing and validation with errors that name the field.
 
 Every check a delivery must pass before it may reach the journal or a DAG lives here, as a pure
 function of the body and its content type:
 
 - content type not JSON -> 415; body not UTF-8 JSON, non-finite numbers, nesting too deep -> 400;
-- shape not Alertmanager's v4 payload -> 422, one problem per field path (``alerts[0].startsAt``).
+- shape not an accepted payload -> 422, one problem per field path (``alerts[0].startsAt``).
+
+Accepted, by ``version``: ``"4"``, Alertmanager's webhook (older releases too); ``"1"``, Grafana-managed
+alerting's webhook contact point, which is Alertmanager's v4 body plus a few fields
+(:class:`GrafanaPayload`, the adapter). Anything else is refused naming what was received and what
+is accepted; a legacy Grafana notification (no labels, no groups) is refused naming the contact
+point to use instead.
+
+An alert without ``fingerprint`` (Alertmanager before 0.19, some bridges) gets the one Alertmanager
+computes from its labels (:mod:`diagnostics.intake.fingerprint`): refusing it would lose the page,
+since Alertmanager never retries a 4xx.
 
 Unknown fields are ignored (and dropped), so a newer Alertmanager that adds a field still gets
 through; a known field with a wrong type or value never does. Strings must be valid Unicode without
@@ -18,7 +28,7 @@ import math
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -27,12 +37,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictInt,
     StrictStr,
     ValidationError,
 )
 
+from diagnostics.intake.fingerprint import alert_fingerprint
+
 WEBHOOK_DOCS = "https://prometheus.io/docs/alerting/latest/configuration/#webhook_config"
+GRAFANA_DOCS = "https://grafana.com/docs/grafana/latest/alerting/configure-notifications/manage-contact-points/integrations/webhook-notifier/"
+ACCEPTED_VERSIONS = "'4' (Alertmanager's webhook) or '1' (Grafana-managed alerting's webhook contact point)"
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)  # Go's zero time: Alertmanager's endsAt of a firing alert
 MAX_PROBLEMS = 20
 
@@ -75,6 +90,13 @@ def _must_be_text(value: Any) -> Any:
 Text = Annotated[StrictStr, AfterValidator(_clean_text)]
 LabelName = Annotated[StrictStr, Field(min_length=1, max_length=256), AfterValidator(_clean_text)]
 Fingerprint = Annotated[StrictStr, Field(pattern=r"^[0-9a-fA-F]{1,64}$")]
+
+
+def _blank_is_absent(value: Any) -> Any:
+    return None if value == "" else value  # a bridge's empty fingerprint is no fingerprint
+
+
+SentFingerprint = Annotated[Fingerprint | None, BeforeValidator(_blank_is_absent)]
 AmTime = Annotated[AwareDatetime, BeforeValidator(_must_be_text)]
 
 
@@ -89,7 +111,20 @@ class Alert(_Model):
     starts_at: AmTime = Field(alias="startsAt")
     ends_at: AmTime = Field(default=ZERO_TIME, alias="endsAt")
     generator_url: Text = Field(default="", alias="generatorURL")
-    fingerprint: Fingerprint
+    fingerprint_sent: SentFingerprint = Field(default=None, alias="fingerprint")
+    _fingerprint: str = PrivateAttr(default="")
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._fingerprint = (self.fingerprint_sent or alert_fingerprint(self.labels)).lower()
+
+    @property
+    def fingerprint(self) -> str:
+        """The sender's fingerprint (lower case), or the one Alertmanager computes from the labels."""
+        return self._fingerprint
+
+    @property
+    def fingerprint_computed(self) -> bool:
+        return self.fingerprint_sent is None
 
     @property
     def firing(self) -> bool:
@@ -98,7 +133,7 @@ class Alert(_Model):
     @property
     def occurrence(self) -> tuple[str, str]:
         """(fingerprint, startsAt): one firing episode of one alert; a re-fire has a new startsAt."""
-        return self.fingerprint.lower(), iso(self.starts_at)
+        return self.fingerprint, iso(self.starts_at)
 
     def as_conf(self) -> dict[str, Any]:
         return {
@@ -108,11 +143,16 @@ class Alert(_Model):
             "starts_at": iso(self.starts_at),
             "ends_at": None if self.ends_at <= ZERO_TIME else iso(self.ends_at),
             "generator_url": self.generator_url,
-            "fingerprint": self.fingerprint.lower(),
+            "fingerprint": self.fingerprint,
         }
 
 
 class WebhookPayload(_Model):
+    """An alert group in Alertmanager's webhook v4 shape: what the intake works with, whoever sent it."""
+
+    origin: ClassVar[str] = "alertmanager"
+    sender: ClassVar[str] = "Alertmanager's webhook v4 payload"
+
     version: Literal["4"]
     group_key: Text = Field(alias="groupKey", min_length=1, max_length=8192)
     status: Literal["firing", "resolved"]
@@ -135,6 +175,28 @@ class WebhookPayload(_Model):
     def label(self, name: str) -> str | None:
         """A label shared by the group (group or common labels), e.g. ``target`` or ``version``."""
         return self.group_labels.get(name) or self.common_labels.get(name)
+
+    @property
+    def computed_fingerprints(self) -> int:
+        return sum(a.fingerprint_computed for a in self.alerts)
+
+
+class GrafanaPayload(WebhookPayload):
+    """Grafana-managed alerting's webhook contact point (``version: "1"``), the adapter to the v4 model.
+
+    Grafana notifies through Alertmanager's own code, so the shared fields mean the same (groupKey,
+    fingerprints, truncatedAlerts, Go's zero endsAt); what it adds is checked for type, then kept
+    where the intake uses it (``org_id``, ``title``, ``state``) or dropped (per alert ``silenceURL``,
+    ``dashboardURL``, ``panelURL``, ``imageURL``, ``values``, ``valueString``)."""
+
+    origin: ClassVar[str] = "grafana"
+    sender: ClassVar[str] = "Grafana's webhook contact point (payload version 1)"
+
+    version: Literal["1"]  # type: ignore[assignment]
+    org_id: StrictInt | None = Field(default=None, alias="orgId")
+    title: Text = ""
+    state: Text = ""  # alerting | ok
+    message: Text = ""
 
 
 def iso(value: datetime) -> str:
@@ -205,7 +267,7 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 
 
 _FIXES = {
-    "missing": "add the field; Alertmanager's webhook v4 payload always has it",
+    "missing": "add the field; {sender} always has it",
     "literal_error": "use one of the values named in the message",
     "string_type": "send a JSON string",
     "int_type": "send a JSON integer",
@@ -214,30 +276,100 @@ _FIXES = {
     "model_type": "send a JSON object",
     "model_attributes_type": "send a JSON object",
     "too_short": "send at least one element",
-    "string_pattern_mismatch": "use Alertmanager's value (fingerprints are hex strings)",
+    "string_pattern_mismatch": "use the sender's value (fingerprints are hex strings), or leave it out",
     "timezone_aware": "give the timestamp a time zone, e.g. 2026-01-01T00:00:00Z",
 }
+_VERSION_FIX = (
+    "point an Alertmanager webhook_config or a Grafana webhook contact point at this URL; other tools: "
+    f"send their alerts to an Alertmanager that notifies it (see {WEBHOOK_DOCS})"
+)
+_LEGACY_GRAFANA_KEYS = ("evalMatches", "ruleName", "ruleId", "ruleUrl")
 
 
-def _problem(err: Any) -> FieldProblem:
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {dict: "object", list: "array", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return f"{shown[:60]}{'...' if len(shown) > 60 else ''}"
+
+
+def _version_problem(data: dict[str, Any]) -> FieldProblem:
+    """What was received as ``version`` and what is accepted."""
+    if "version" not in data:
+        got = "missing"
+    elif isinstance(data["version"], str):
+        got = f"is {_shown(data['version'])}"
+    else:
+        sent = json.dumps(data["version"], ensure_ascii=False)
+        sent = sent if len(sent) <= 40 else sent[:40] + "..."
+        got = f"is {sent} (a JSON {_json_type(data['version'])}, not a string)"
+    return FieldProblem("version", f"{got}; accepted: {ACCEPTED_VERSIONS}", _VERSION_FIX)
+
+
+def _problem(err: Any, model: type[WebhookPayload]) -> FieldProblem:
     loc = tuple(err["loc"])
     msg = str(err["msg"]).removeprefix("Value error, ")
     given = err.get("input")
     if isinstance(given, str | int | float | bool) and err["type"] != "missing":
-        shown = repr(given)
-        msg += f" (got {shown[:60]}{'...' if len(shown) > 60 else ''})"
+        msg += f" (got {_shown(given)})"
     elif given is not None and err["type"].endswith("_type"):
         msg += f" (got {type(given).__name__})"
-    fix = _FIXES.get(err["type"], f"follow Alertmanager's webhook v4 payload, see {WEBHOOK_DOCS}")
+    docs = GRAFANA_DOCS if model is GrafanaPayload else WEBHOOK_DOCS
+    fix = _FIXES.get(err["type"], "follow {sender}, see " + docs).format(sender=model.sender)
     return FieldProblem(field_path(loc), msg, fix)
 
 
+def _model_for(data: Any) -> type[WebhookPayload]:
+    """The payload model the body's ``version`` names; 422 for a shape no model can take."""
+    if isinstance(data, list):
+        raise PayloadError(
+            422,
+            [
+                FieldProblem(
+                    "body",
+                    "is a JSON array; a webhook delivery is one JSON object (an alert group)",
+                    "a list of alerts is what Alertmanager's API takes (POST /api/v2/alerts): send it "
+                    "there, and let Alertmanager notify this URL",
+                )
+            ],
+        )
+    if not isinstance(data, dict):
+        return WebhookPayload  # its model_type error names the body
+    if data.get("version") == "1":
+        return GrafanaPayload
+    if "version" not in data and any(k in data for k in _LEGACY_GRAFANA_KEYS):
+        raise PayloadError(
+            422,
+            [
+                FieldProblem(
+                    "version",
+                    "missing: this is a legacy Grafana alert notification (ruleName/evalMatches, "
+                    "Grafana before 8 or legacy alerting): it has no alert labels, groups or fingerprints",
+                    "in Grafana, notify through a Grafana-managed alerting contact point of type webhook "
+                    "(payload version '1', accepted here) or an Alertmanager-compatible contact point "
+                    f"(an external Alertmanager that notifies this URL); see {GRAFANA_DOCS}",
+                )
+            ],
+        )
+    return WebhookPayload
+
+
 def validate(data: Any) -> WebhookPayload:
+    model = _model_for(data)
     try:
-        payload = WebhookPayload.model_validate(data)
+        payload = model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_url=False)
-        raise PayloadError(422, [_problem(e) for e in errors[:MAX_PROBLEMS]]) from None
+        problems = []
+        for e in exc.errors(include_url=False)[:MAX_PROBLEMS]:
+            version = tuple(e["loc"]) == ("version",) and e["type"] in ("missing", "literal_error")
+            problems.append(_version_problem(data) if version else _problem(e, model))
+        raise PayloadError(422, problems) from None
     any_firing = any(a.firing for a in payload.alerts)
     if (payload.status == "firing") != any_firing:
         expected = "firing" if any_firing else "resolved"

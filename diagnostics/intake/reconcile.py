@@ -6,8 +6,8 @@
 - :meth:`Reconciler.start`: the same off the request path in the api-server, as a maintainer thread
   (run states and notes every tick, pending incidents every ``retry_pending_s``).
 
-An incident found finished releases the alerts it took on after its run was last seen running: they
-open a new incident with the group's next delivery instead of being lost in a finished one.
+An incident whose run has finished stays open while its alerts fire (and ``quiet_s`` after its last
+delivery, grading.yaml ``correlation``): alerts it takes on after its run ended are on it, not lost.
 """
 
 from __future__ import annotations

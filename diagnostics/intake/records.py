@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Occurrence = tuple[str, str]  # (fingerprint, startsAt): one firing episode of one alert
+FINISHED_RUN_STATES = frozenset({"success", "failed", "missing"})  # "missing": deleted from Airflow
 AlertRow = tuple[str, str, dict[str, str], str]  # (fingerprint, status, labels, startsAt)
 
 
@@ -65,6 +66,13 @@ class Incident:
     last_running_at: float | None
     attempts: int
     last_error: str
+    correlation_key: str | None  # CorrelationKey.key of the group that opened it (None: joins nothing)
+    correlation_rule: str
+
+    @property
+    def run_finished(self) -> bool:
+        """Its run ended (success, failed) or is gone; the incident may still be open (its alerts)."""
+        return self.run_state in FINISHED_RUN_STATES
 
     @property
     def conf(self) -> dict[str, Any]:
@@ -94,6 +102,7 @@ class GroupLookup:
     firing: tuple[Occurrence, ...]  # the delivery's firing episodes
     resolved: tuple[str, ...]  # fingerprints of its resolved alerts
     run_id: str | None  # the id a new incident for its firing alerts would get
+    correlation_key: str | None = None  # the key of its firing alerts: find another group's incident
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,8 @@ class Snapshot:
     run_id_taken: bool  # an incident with the new run id exists (a closed one)
     earlier_same_body: int | None  # the last finished delivery with the same body
     escalation: EscalationState | None = None
+    # no open incident of its own: the newest unclosed incident of another group with its correlation key
+    correlated: Incident | None = None
 
 
 # --- the write step -----------------------------------------------------------------------------------
@@ -138,6 +149,19 @@ class NewIncident:
     escalation_rule: str
     escalation_reason: str
     conf: dict[str, Any]
+    correlation_key: str | None = None
+    correlation_rule: str = ""
+
+
+@dataclass(frozen=True)
+class GroupJoin:
+    """An alert group joining another group's incident (by a correlation rule)."""
+
+    run_id: str
+    group_key: str
+    group_labels: Mapping[str, str]
+    rule: str
+    key: str  # the shared label values, for people
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,7 @@ class IncidentWrite:
     update_run: str | None = None
     update: Mapping[str, Any] = field(default_factory=dict)  # incident columns -> values
     insert: NewIncident | None = None
+    join: GroupJoin | None = None
     cover: tuple[Occurrence, ...] = ()
     cover_run: str | None = None
 
@@ -171,3 +196,53 @@ class DeliveryRecord:
     alerts: tuple[AlertRow, ...]  # the alerts mirror
     occurrences: tuple[tuple[str, str, str], ...]  # (fingerprint, startsAt, grade) firing episodes
     incident: IncidentWrite = field(default_factory=IncidentWrite)
+
+
+# --- what an incident holds (the CLI, the Incidents view, the demo) ------------------------------------
+
+
+@dataclass(frozen=True)
+class IncidentGroup:
+    group_key: str
+    labels: Mapping[str, str]
+    joined_at: float | None  # None: the group that opened the incident
+    rule: str  # the correlation rule it joined by ("" for the opener)
+    key: str  # the shared label values it joined on
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "labels": dict(self.labels), "opened": self.joined_at is None}
+
+
+@dataclass(frozen=True)
+class IncidentAlert:
+    """One alert the incident covers, with its last known status."""
+
+    fingerprint: str
+    group_key: str
+    status: str  # firing | resolved (as last delivered)
+    labels: Mapping[str, str]
+    starts_at: str  # of its latest episode the incident covers
+    episodes: int  # firing episodes of it the incident covers
+    covered_at: float | None  # when the incident first took it on
+    last_seen: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "labels": dict(self.labels)}
+
+
+@dataclass(frozen=True)
+class IncidentAlerts:
+    run_id: str
+    groups: tuple[IncidentGroup, ...]  # the opener first, then joined groups as they joined
+    alerts: tuple[IncidentAlert, ...]
+
+    @property
+    def firing(self) -> int:
+        return sum(a.status == "firing" for a in self.alerts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "groups": [g.as_dict() for g in self.groups],
+            "alerts": [a.as_dict() for a in self.alerts],
+        }

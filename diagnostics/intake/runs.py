@@ -1,5 +1,5 @@
 """The intake's side effects on Airflow runs, after a decision is committed: create an incident's run,
-check whether it finished (and close the incident), rewrite its note.
+check whether it finished (and close the incident once its alerts are quiet), rewrite its note.
 
 Used by the delivery path (:class:`~diagnostics.intake.service.IntakeService`) and by the reconciler
 (:mod:`diagnostics.intake.reconcile`). Every Airflow failure leaves the journal saying what is left
@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from diagnostics.intake.backend import NOTE_MAX_CHARS, TERMINAL_STATES, BackendUnavailable, RunBackend
 from diagnostics.intake.config import IntakeSettings
+from diagnostics.intake.decide import closes, partial_group
 from diagnostics.intake.grading import Grader
 from diagnostics.intake.journal import Journal
 from diagnostics.intake.records import Incident
@@ -109,33 +110,32 @@ class RunKeeper:
         return claimed and self._check(incident, now)
 
     def _check(self, incident: Incident, now: float) -> bool:
-        """Ask Airflow for the run's state; close the incident when the run has finished. True if closed."""
+        """Ask Airflow for the run's state; close the incident once its run has ended and its alerts
+        are quiet (:func:`~diagnostics.intake.decide.closes`). True if closed."""
         try:
             state = self.backend.run_state(incident.dag_id, incident.run_id)
         except BackendUnavailable as exc:
             log.warning("incident %s: run state unknown, kept open: %s", incident.run_id, exc)
             return False
-        closed = state is None or state in TERMINAL_STATES
-        released = 0
-        with self.journal.transaction() as tx:
+        run_state = state or "missing"
+        finished = state is None or state in TERMINAL_STATES
+        with self.journal.transaction() as tx:  # read and close in one step: no delivery in between
+            current = tx.incident(incident.run_id) or incident
+            if not finished:
+                tx.update_incident(incident.run_id, run_state=run_state, last_running_at=now)
+                return False
+            firing = tx.firing_alerts(incident.run_id, now - self.settings.alert_ttl_s)
+            closed, why = closes(run_state, firing, current.last_delivery_at, now, self.grader.quiet_s)
             if closed:
-                current = tx.incident(incident.run_id)
-                seen_running = (current or incident).last_running_at or incident.created_at
+                tx.update_incident(incident.run_id, state="closed", run_state=run_state, closed_at=now)
+            elif current.run_state != run_state:
                 tx.update_incident(
-                    incident.run_id, state="closed", run_state=state or "missing", closed_at=now
+                    incident.run_id, run_state=run_state, note_dirty=max(current.note_dirty, 1)
                 )
-                released = tx.uncover_after(incident.run_id, seen_running)
-            else:
-                tx.update_incident(incident.run_id, run_state=state, last_running_at=now)
         if closed:
-            log.info(
-                "incident %s closed: run %s%s",
-                incident.run_id,
-                state or "no longer exists",
-                f"; {released} alert(s) that arrived after it was last seen running go to a new incident"
-                if released
-                else "",
-            )
+            log.info("incident %s closed: %s", incident.run_id, why)
+        elif current.run_state != run_state:
+            log.info("incident %s kept open: %s", incident.run_id, why)
         return closed
 
     # --- notes ----------------------------------------------------------------------------------------
@@ -160,20 +160,35 @@ class RunKeeper:
             return True
 
     def render_note(self, incident: Incident, now: float) -> str:
-        firing, resolved = self.journal.group_alert_counts(incident.group_key)
+        firing, resolved = self.journal.alert_counts(incident.run_id)
         labels = ", ".join(f"{k}={v}" for k, v in sorted(incident.group_labels.items()))
+        joined = self.journal.joined_groups(incident.run_id)
         escalation = (
             f"**escalated** ({incident.escalation_rule}): {incident.escalation_reason}"
             if incident.escalated
             else f"not escalated: {incident.escalation_reason}"
         )
+        conf = incident.conf
         lines = [
             f"**{incident.grade}** {self.grader.policy(GradeId(incident.grade)).title}",
             f"rule `{incident.rule}` - {escalation}",
+        ]
+        if partial := partial_group(int(conf.get("truncated_alerts") or 0), firing=True):
+            lines.append(f"**{partial}**: the grade may be too low")
+        lines += [
             f"alert group: {labels or incident.group_key}",
+        ]
+        if joined:
+            names = "; ".join(", ".join(f"{k}={v}" for k, v in sorted(g.items())) or "-" for g in joined)
+            lines.append(f"joined by {len(joined)} group(s) (rule `{incident.correlation_rule}`): {names}")
+        lines += [
             f"alerts firing {firing}, resolved {resolved}; updates {incident.updates}; "
             f"last delivery {ts(incident.last_delivery_at)}",
         ]
+        if incident.run_finished and incident.state == "open":
+            lines.append(f"run {incident.run_state}; the incident stays open while its alerts fire")
+        if conf.get("origin", "alertmanager") != "alertmanager":
+            lines.append(f"sent by {conf['origin']} (receiver {conf.get('receiver') or '-'})")
         if firing == 0 and incident.resolved_at:
             lines.append(f"all alerts resolved at {ts(incident.resolved_at)}")
         lines.append(f"triage24 intake, {ts(now)}")

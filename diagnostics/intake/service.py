@@ -12,8 +12,10 @@ Then, after the commit, the side effects (:mod:`diagnostics.intake.runs`): a new
 created; if Airflow cannot create it the outcome stays ``pending`` (HTTP 503, so Alertmanager
 retries) and the reconciler (:mod:`diagnostics.intake.reconcile`) replays it later.
 
-An incident stays open until its run reaches a terminal state, so two alerts of one group seconds
-apart never open two incidents. The request path only touches the journal and, for a new incident,
+An incident stays open while its run runs and while any of its alerts fires (then ``quiet_s`` more,
+grading.yaml ``correlation``), so two alerts of one group seconds apart, or the same alerts firing
+again after a run that ended at "hold", never open two incidents; a new group with the same
+correlation key joins it. The request path only touches the journal and, for a new incident,
 creates the run; notes and run states are kept up to date by a maintainer thread in the api-server
 (``inline=False``) so a busy Airflow metadata DB never slows the webhook down.
 """
@@ -59,7 +61,7 @@ HTTP_STATUS = {"created": 201, "pending": 503}
 @dataclass(frozen=True)
 class Outcome:
     delivery_id: int
-    outcome: str  # created | pending | update | duplicate | resolved | recorded
+    outcome: str  # created | pending | update | joined | duplicate | resolved | recorded
     run_id: str | None
     dag_id: str
     grade: str
@@ -67,6 +69,7 @@ class Outcome:
     escalated: bool
     escalation_reason: str
     detail: str
+    correlation: str = ""  # a new or joined incident: the rule and key other groups join it by
 
     @property
     def http_status(self) -> int:
@@ -83,6 +86,7 @@ class Outcome:
             "escalated": self.escalated,
             "escalation_reason": self.escalation_reason,
             "detail": self.detail,
+            "correlation": self.correlation,
         }
 
 
@@ -159,7 +163,7 @@ class IntakeService:
         routine = outcome.outcome in ("update", "duplicate") and not plan.force_note
         log.log(
             logging.DEBUG if routine else logging.INFO,
-            "delivery %d group %s: %s -> %s%s (%s %s%s)",
+            "delivery %d group %s: %s -> %s%s (%s %s%s)%s",
             outcome.delivery_id,
             plan.group,
             plan.summary,
@@ -168,6 +172,7 @@ class IntakeService:
             outcome.grade,
             outcome.rule,
             ", escalated" if outcome.escalated else "",
+            f"; {plan.detail}" if outcome.outcome == "joined" else "",
         )
         return outcome
 
@@ -200,6 +205,7 @@ class IntakeService:
             escalated=bool(esc and esc.escalated),
             escalation_reason=esc.reason if esc else "",
             detail=plan.detail,
+            correlation=plan.correlation,
         )
 
     def _conf(
@@ -208,6 +214,8 @@ class IntakeService:
         """The run's conf: the one typed IncidentConf every task of the run parses back."""
         return IncidentConf(
             source="alertmanager",
+            # who sent it (an extra key of the conf): "alertmanager", or "grafana" through its adapter
+            origin=payload.origin,
             group_key=payload.group_key,
             receiver=payload.receiver,
             status=payload.status,
@@ -218,7 +226,7 @@ class IntakeService:
             target=payload.label("target"),
             version=payload.label("version"),
             alerts=[ConfAlert.model_validate(a.as_conf()) for a in payload.alerts],
-            fingerprints=sorted({a.fingerprint.lower() for a in payload.firing}),
+            fingerprints=sorted({a.fingerprint for a in payload.firing}),
             truncated_alerts=payload.truncated_alerts,
             grade=graded.grade.value,
             grade_rule=graded.rule,

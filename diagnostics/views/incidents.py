@@ -6,11 +6,14 @@ stored anywhere. Pure: no Airflow import. The plugin (``plugins/triage24_ui.py``
 :mod:`diagnostics.views.web` renders what this module returns, and serves the same models as JSON.
 
 - :func:`list_incidents`: the rows of the list (target, grade, status, current SOP phase, decision,
-  time to decision, time to recover, overdue), filtered by target / grade / status.
+  time to decision, time to recover, overdue, alerts held and groups joined), filtered by target /
+  grade / status.
 - :func:`incident_detail`: one incident: the phase timeline against the SOP deadlines
   (:mod:`~diagnostics.views.timeline`), the findings of both phases ranked with their runbook actions
   (:mod:`~diagnostics.views.findings`), the decision and its reasons, what the response did, the
-  pending human gate (:mod:`~diagnostics.views.decision`), the report and the audit bundles.
+  pending human gate (:mod:`~diagnostics.views.decision`), the report and the audit bundles, and
+  every alert group and alert the incident holds (:mod:`~diagnostics.views.alerts`: the intake
+  journal's, with the groups that joined it by a correlation rule).
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from diagnostics.incident import task_ids
+from diagnostics.intake.records import IncidentAlerts as Held
 from diagnostics.runbooks.schemas import Sop
+from diagnostics.views.alerts import alerts_view
 from diagnostics.views.artifacts import REPORT, RunArtifacts
 from diagnostics.views.bundles import bundles_of
 from diagnostics.views.decision import (
@@ -69,6 +74,7 @@ def _assemble(
     now: datetime,
     runbooks_dir: Path | None,
     detail: bool,
+    held: Held | None = None,
 ) -> tuple[IncidentRow, IncidentDetail | None]:
     art = RunArtifacts(root, run.run_id)
     incident = art.json("incident.json")
@@ -87,6 +93,7 @@ def _assemble(
     decision, decision_source = decision_data(art)
     recovery = art.json("response", "recovery_verification.json")
     pending = next((t for t in tasks if t.state == AWAITING_INPUT), None)
+    alerts = alerts_view(held, conf)
     row = IncidentRow(
         run_id=run.run_id,
         target=target,
@@ -109,6 +116,9 @@ def _assemble(
         overdue_phases=[line.id for line in timeline if line.deadline_state == DeadlineState.OVERDUE],
         missed_deadlines=[line.id for line in timeline if line.deadline_state == DeadlineState.MISSED],
         pending_gate=pending.task_id if pending else None,
+        alert_count=len(alerts.alerts) if alerts else None,
+        alerts_firing=alerts.firing if alerts else None,
+        joined_groups=sum(g.joined for g in alerts.groups) if alerts else 0,
     )
     if not detail:
         return row, None
@@ -128,6 +138,7 @@ def _assemble(
         bundles=bundles_of(root, run.run_id),
         dag_run_path=dag_run_path(run.run_id),
         problems=art.problems,
+        alerts=alerts,
     )
 
 
@@ -174,14 +185,17 @@ def list_incidents(
     sop: Sop,
     filters: IncidentFilter | None = None,
     now: datetime | None = None,
+    alerts: Mapping[str, Held] | None = None,
 ) -> IncidentList:
-    """Every run as an incident row, newest alert first, then filtered."""
+    """Every run as an incident row, newest alert first, then filtered. ``alerts``: the intake
+    journal's record of what each incident holds, by run id."""
     now = now or datetime.now(UTC)
     filters = filters or IncidentFilter()
+    alerts = alerts or {}
     rows = []
     for run in runs:
         r, ts = _records(run, tasks_by_run.get(_run_id(run), ()))
-        rows.append(_assemble(r, ts, root, sop, now, None, detail=False)[0])
+        rows.append(_assemble(r, ts, root, sop, now, None, detail=False, held=alerts.get(r.run_id))[0])
     epoch = datetime.min.replace(tzinfo=UTC)
     rows.sort(key=lambda row: (row.alert_started_at or row.started_at or epoch, row.run_id), reverse=True)
     return IncidentList(
@@ -200,11 +214,14 @@ def incident_detail(
     sop: Sop,
     runbooks_dir: Path | None = None,
     now: datetime | None = None,
+    alerts: Held | None = None,
 ) -> IncidentDetail:
     """One incident, everything the on-call engineer reads. ``runbooks_dir``: where the findings'
-    runbooks are checked to exist (None: not checked)."""
+    runbooks are checked to exist (None: not checked); ``alerts``: the intake journal's record of the
+    incident's groups and alerts (None: the run conf's alerts)."""
     r, ts = _records(run, tasks)
-    _, detail = _assemble(r, ts, root, sop, now or datetime.now(UTC), runbooks_dir, detail=True)
+    now = now or datetime.now(UTC)
+    _, detail = _assemble(r, ts, root, sop, now, runbooks_dir, detail=True, held=alerts)
     assert detail is not None
     return detail
 

@@ -137,6 +137,42 @@ class PhaseLine(_Output):
     tasks: list[TaskRecord] = Field(default_factory=list)
 
 
+class AlertGroupLine(_Output):
+    """An alert group of the incident: the one that opened it, or one that joined it by a rule."""
+
+    group_key: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    joined: bool = False
+    joined_at: datetime | None = None
+    rule: str | None = Field(default=None, description="the correlation rule it joined by")
+    key: str | None = Field(default=None, description="the label values it joined on")
+
+
+class AlertLine(_Output):
+    """An alert the incident holds, with its last known status."""
+
+    fingerprint: str
+    alertname: str
+    status: str = Field(description="firing | resolved | unknown (as last delivered)")
+    severity: str | None = None
+    summary: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    starts_at: datetime | None = Field(default=None, description="of its latest episode on the incident")
+    episodes: int = 1
+    group_key: str
+    joined: bool = Field(default=False, description="it came in a group that joined the incident")
+
+
+class IncidentAlerts(_Output):
+    source: str = Field(
+        description="'intake journal' (every group and alert the incident holds) or 'run conf' (the "
+        "alerts it was opened with: the journal has no entry, e.g. it is not on this machine)"
+    )
+    groups: list[AlertGroupLine]
+    alerts: list[AlertLine]
+    firing: int
+
+
 class IncidentRow(_Output):
     run_id: str
     target: str
@@ -161,6 +197,9 @@ class IncidentRow(_Output):
     overdue_phases: list[str] = Field(default_factory=list)
     missed_deadlines: list[str] = Field(default_factory=list, description="phases that ended late")
     pending_gate: str | None = Field(default=None, description="the human gate task waiting for an answer")
+    alert_count: int | None = Field(default=None, description="alerts the incident holds (None: unknown)")
+    alerts_firing: int | None = None
+    joined_groups: int = Field(default=0, description="alert groups that joined it by a correlation rule")
 
 
 class RankedFinding(_Output):
@@ -240,6 +279,7 @@ class IncidentDetail(_Output):
     bundles: list[BundleRef] = Field(default_factory=list)
     dag_run_path: str
     problems: list[str] = Field(default_factory=list, description="artifacts that could not be read")
+    alerts: IncidentAlerts | None = Field(default=None, description="every alert group and alert it holds")
 
 
 class IncidentList(_Output):

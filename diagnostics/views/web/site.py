@@ -16,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from diagnostics.runbooks.loader import RunbookError, load_yaml_model
 from diagnostics.runbooks.schemas import Sop
+from diagnostics.views.alerts import AlertSource, JournalAlerts
 from diagnostics.views.formatting import format_duration, format_time
 from diagnostics.views.incidents import DAG_ID, incident_detail, list_incidents
 from diagnostics.views.models import IncidentDetail, IncidentFilter, IncidentList
@@ -102,9 +103,11 @@ def wants_json(request: Request) -> bool:
 class Site:
     """The view's shared parts, handed to each router."""
 
-    def __init__(self, source: IncidentSource, config: SiteConfig) -> None:
+    def __init__(self, source: IncidentSource, config: SiteConfig, alerts: AlertSource | None = None) -> None:
+        """``alerts``: what each incident holds (default: the intake journal of this process)."""
         self.source = source
         self.config = config
+        self.alerts = alerts or JournalAlerts()
         self.env = templates()
 
     def page(
@@ -147,9 +150,13 @@ class Site:
 
     def listing(self, filters: IncidentFilter, limit: int) -> IncidentList:
         runs = self.source.runs(limit)
-        tasks = self.source.task_instances([r["run_id"] for r in runs])
+        ids = [r["run_id"] for r in runs]
+        tasks = self.source.task_instances(ids)
         cfg = self.config
-        return list_incidents(runs, tasks, cfg.artifact_root(), self.sop(), filters, now=cfg.now())
+        held = self.alerts.alerts(ids)
+        return list_incidents(
+            runs, tasks, cfg.artifact_root(), self.sop(), filters, now=cfg.now(), alerts=held
+        )
 
     def detail(self, run_id: str) -> IncidentDetail | None:
         run = self.source.run(run_id)
@@ -157,7 +164,10 @@ class Site:
             return None
         tasks = self.source.task_instances([run_id]).get(run_id, [])
         cfg = self.config
-        return incident_detail(run, tasks, cfg.artifact_root(), self.sop(), cfg.runbooks_dir(), now=cfg.now())
+        held = self.alerts.alerts([run_id]).get(run_id)
+        return incident_detail(
+            run, tasks, cfg.artifact_root(), self.sop(), cfg.runbooks_dir(), now=cfg.now(), alerts=held
+        )
 
 
 def add_error_handlers(app: FastAPI, site: Site) -> None:

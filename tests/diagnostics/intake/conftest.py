@@ -128,6 +128,16 @@ def real_payload(name: str = "firing") -> dict[str, Any]:
     return data
 
 
+def other_version(payload: dict[str, Any], version: str) -> dict[str, Any]:
+    """The same alerts for another version of the service: another alert group with another
+    correlation key (the same labels in another group would join the first group's incident)."""
+    data = copy.deepcopy(payload)
+    data["groupKey"] = data["groupKey"].replace('version="canary"', f'version="{version}"')
+    for labels in (data["groupLabels"], data["commonLabels"], *(a["labels"] for a in data["alerts"])):
+        labels["version"] = version
+    return data
+
+
 def at(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
 
@@ -174,3 +184,31 @@ def body(payload: dict[str, Any]) -> bytes:
 
 def minutes_ago(clock: Clock, minutes: float) -> float:
     return clock.now - timedelta(minutes=minutes).total_seconds()
+
+
+# --- one fault, two alert groups (issue 19): the regression watch's and Prometheus' -----------------
+
+
+def golden_regression(starts: float, version: str = "canary") -> dict[str, Any]:
+    """The scheduled regression run's alert for a regressed canary, as its DAG posts it
+    (group alertname+target; severity warning: L2)."""
+    from diagnostics.verified_delivery.regression.watch import alert_payload
+
+    started = datetime.fromtimestamp(starts, UTC)
+    why = {"image": "golden regression failing (clip_pair_3)"}
+    return alert_payload("testbed", version, why, starts_at=started, severity="warning")
+
+
+MODEL_NOT_LOADED = {"alertname": "ModelNotLoaded", "target": "testbed", "version": "canary"}
+
+
+def model_not_loaded(starts: float, status: str = "firing", ends: float | None = None) -> dict[str, Any]:
+    """Prometheus' ModelNotLoaded for the canary's image model, as Alertmanager groups it (group
+    target+version, deploy/alertmanager/alertmanager.yml; L4: core path)."""
+    labels = {
+        "job": "testbed", "instance": "127.0.0.1:18081", "module": "image", "model": "clip",
+        "severity": "critical", "impact": "core_path", "problem": "model_not_loaded",
+    }  # fmt: skip
+    one = alert("7e1a0c33d2b4f5a6", starts, status=status, ends=ends, **labels)
+    one["labels"] = {**one["labels"], **MODEL_NOT_LOADED}
+    return delivery([one], {"target": "testbed", "version": "canary"})

@@ -12,7 +12,7 @@ from diagnostics.intake.cli import register
 from diagnostics.intake.config import IntakeSettings
 from diagnostics.intake.payload import validate
 from diagnostics.intake.service import IntakeService
-from tests.diagnostics.intake.conftest import DATA, MemoryBackend, body, real_payload
+from tests.diagnostics.intake.conftest import DATA, MemoryBackend, body, other_version, real_payload
 
 
 def run(*argv: str) -> int:
@@ -37,8 +37,7 @@ def test_status_list_and_show(
     report = json.loads(capsys.readouterr().out)
     assert report["deliveries"] == {"created": 1} and len(report["open"]) == 1
     backend.down = "db down"
-    other = real_payload()
-    other["groupKey"] += "-b"
+    other = other_version(real_payload(), "canary-b")
     service.handle(validate(other), body(other))
     assert run("status") == 1, "a pending incident is reported with exit 1"
     assert "run `triage24 intake reconcile`" in capsys.readouterr().err
@@ -46,7 +45,7 @@ def test_status_list_and_show(
     (pending,) = json.loads(capsys.readouterr().out)
     assert pending["outcome"] == "pending" and "db down" in pending["detail"]
     assert run("show", str(pending["id"])) == 0
-    assert json.loads(capsys.readouterr().out)["groupKey"].endswith("-b")
+    assert 'version="canary-b"' in json.loads(capsys.readouterr().out)["groupKey"]
     assert run("show", "999") == 1
 
 

@@ -29,12 +29,19 @@ def grader() -> Grader:
             "L4",
             "core_path_failing",
         ),
+        ({"alertname": "X", "impact": "Core_Path"}, "L4", "core_path_failing"),  # case-insensitive
         ({"alertname": "Anything", "impact": "data_loss"}, "L4", "data_loss_risk"),
         ({"alertname": "CanaryGate5xx", "severity": "critical"}, "L3", "canary_gate_breach"),
         ({"alertname": "CanaryGateP99Latency"}, "L3", "canary_gate_breach"),
         ({"alertname": "Something", "severity": "critical"}, "L3", "critical_severity"),
         ({"alertname": "LatencySLABreach", "severity": "warning"}, "L2", "service_degraded"),
-        ({"alertname": "AsrTimeouts", "severity": "high"}, "L2", "service_degraded"),
+        # this repo's own rules say "high" below the gates (problem label); elsewhere high is critical
+        (
+            {"alertname": "AsrTimeouts", "severity": "high", "problem": "audio_timeout"},
+            "L2",
+            "sla_problem_below_gate",
+        ),
+        ({"alertname": "AsrTimeouts", "severity": "high"}, "L3", "critical_severity"),
         ({"alertname": "InstanceCpuSpike", "severity": "info"}, "L1", "non_blocking"),
         ({"alertname": "NoSeverity"}, "L2", "unclassified"),
         ({"alertname": "X", "severity": "criticalish"}, "L2", "unclassified"),  # whole-value match
@@ -111,8 +118,8 @@ def _edit(path: Path, old: str, new: str) -> int:
     [
         ('match: {alertname: "CanaryGate.*"}', 'match: {alertname: "CanaryGate(.*"}', "rules[2].match",
          "regular"),
-        ("grade: L3\n    match: {severity: critical}", "grade: L5\n    match: {severity: critical}",
-         "rules[3].grade", "'L1', 'L2', 'L3' or 'L4'"),
+        ("grade: L3\n    description: critical", "grade: L5\n    description: critical",
+         "rules[4].grade", "'L1', 'L2', 'L3' or 'L4'"),
         ("escalation: {kind: repeats, at_least: 5, within_s: 3600}",
          "escalation: {kind: repeats, at_least: 5, within_s: -1}", "grades.L1.escalation.repeats.within_s",
          "greater than 0"),
@@ -140,3 +147,45 @@ def test_a_malformed_grading_file_names_file_line_and_field(
             problem,
             text,
         )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field", "words"),
+    [
+        ("optional: [version]", "optional: [instance]", "correlation.rules[0]",
+         "optional: instance not in keys (target, version); add it there"),
+        ("optional: [version]", "optional: [version, target]", "correlation.rules[0]",
+         "at least one key must be required"),
+        ("keys: [target, version]", "keys: [target, target]", "correlation.rules[0]",
+         "keys: target repeated; name each label once"),
+        ("      window_s: 1800", "      window_s: 0", "correlation.rules[0].window_s", "greater than 0"),
+        ("      window_s: 1800", "      # window_s left out", "correlation.rules[0].window_s",
+         "required field is missing"),
+        ("  quiet_s: 1800", "  quiet_s: -5", "correlation.quiet_s", "greater than or equal to 0"),
+        ("      window_s: 1800", "      window_s: 1800\n      grades: [L5]", "correlation.rules[0].grades[0]",
+         "'L1', 'L2', 'L3' or 'L4'"),
+        ("      window_s: 1800", "      window_s: 1800\n      match: {alertname: '(x'}",
+         "correlation.rules[0].match", "match.alertname: '(x' is not a valid regular expression"),
+        ("      window_s: 1800", "      window_s: 1800\n    - id: same_target_version\n      window_s: 60",
+         "correlation", "ids must be unique; repeated: same_target_version"),
+    ],
+)  # fmt: skip
+def test_a_malformed_correlation_rule_names_its_field(
+    grading_copy: Path, old: str, new: str, field: str, words: str
+) -> None:
+    _edit(grading_copy, old, new)
+    with pytest.raises(RunbookError) as info:
+        load_grading(grading_copy)
+    problem = info.value.problems[0]
+    assert (problem.file, problem.field) == (grading_copy, field), str(info.value)
+    assert words in problem.message and problem.line is not None
+
+
+def test_the_seed_correlation_rule() -> None:
+    correlation = load_grading(GRADING).correlation
+    assert correlation.quiet_s == 1800
+    (rule,) = correlation.rules
+    assert (rule.id, rule.keys, rule.optional, rule.window_s) == (
+        "same_target_version", ["target", "version"], ["version"], 1800,
+    )  # fmt: skip
+    assert rule.grades == list(GradeId) and rule.match == {}

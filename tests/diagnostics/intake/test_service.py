@@ -16,8 +16,10 @@ import pytest
 from diagnostics.intake.config import IntakeSettings
 from diagnostics.intake.grading import Grader, load_grading
 from diagnostics.intake.journal import Journal, JournalError
+from diagnostics.intake.members import incident_alerts
 from diagnostics.intake.payload import validate
 from diagnostics.intake.service import CONF_SCHEMA, IntakeService, Outcome
+from diagnostics.runbooks.grading import Correlation
 from tests.diagnostics.intake.conftest import Clock, MemoryBackend, alert, body, delivery, real_payload
 
 CANARY = {"alertname": "CanaryGate5xx", "target": "testbed", "version": "canary"}
@@ -79,25 +81,87 @@ def test_two_alerts_seconds_apart_open_one_incident(
     assert "updates 1" in backend.runs[a.run_id or ""].note
 
 
-def test_a_finished_incident_lets_new_alerts_open_a_new_one_but_not_old_ones(
+def test_an_incident_whose_run_ended_stays_open_while_its_alerts_fire(
     service: IntakeService, backend: MemoryBackend, clock: Clock
 ) -> None:
+    """A run that ends (at "hold": the run succeeds) does not close the incident while the fault
+    persists: a repeat, a new alert of the group and the same alert firing again all update it."""
     t0 = clock.now - 10
     first = send(service, delivery([canary("a1", t0)], CANARY))
     backend.runs[first.run_id or ""].state = "success"
     clock.advance(5)
-    # The same alert still firing (a repeat notification with another receiver time): covered.
     repeat = send(service, delivery([canary("a1", t0, summary="x")], CANARY))
     assert (repeat.outcome, repeat.run_id) == ("duplicate", first.run_id)
-    assert service.journal.incident(first.run_id or "").state == "closed"  # type: ignore[union-attr]
-    # A new alert in the group: a new incident.
-    second = send(service, delivery([canary("a1", t0), canary("c3", clock.now)], CANARY))
-    assert second.outcome == "created" and second.run_id != first.run_id
-    # The same alert firing again later (a new startsAt) is a new episode too.
-    backend.runs[second.run_id or ""].state = "failed"
-    clock.advance(5)
-    refire = send(service, delivery([canary("a1", clock.now)], CANARY))
-    assert refire.outcome == "created" and len(backend.runs) == 3
+    incident = service.journal.incident(first.run_id or "")
+    assert incident is not None and (incident.state, incident.run_state) == ("open", "success")
+    more = send(service, delivery([canary("a1", t0), canary("c3", clock.now)], CANARY))
+    assert (more.outcome, more.run_id, more.detail) == ("update", first.run_id, "1 new firing alert(s)")
+    clock.advance(60)
+    refire = send(service, delivery([canary("a1", clock.now)], CANARY))  # a new episode (startsAt)
+    assert (refire.outcome, refire.run_id) == ("update", first.run_id)
+    assert len(backend.runs) == 1
+    note = backend.runs[first.run_id or ""].note
+    assert "run success; the incident stays open while its alerts fire" in note
+
+
+def test_an_incident_closes_once_its_run_ended_and_its_alerts_are_quiet(
+    service: IntakeService, backend: MemoryBackend, clock: Clock
+) -> None:
+    t0 = clock.now - 10
+    first = send(service, delivery([canary("a1", t0)], CANARY))
+    run_id = first.run_id or ""
+    clock.advance(60)
+    assert service.maintain() == ([], 0), "running"
+    backend.runs[run_id].state = "success"
+    clock.advance(60)
+    assert service.maintain()[0] == [], "its alert still fires"
+    send(service, delivery([canary("a1", t0, status="resolved", ends=clock.now)], CANARY))
+    quiet = service.grader.quiet_s
+    assert quiet == 1800
+    clock.advance(quiet - 1)
+    assert service.maintain()[0] == [], "resolved, but not quiet for quiet_s yet"
+    clock.advance(2)
+    assert service.maintain()[0] == [run_id]
+    closed = service.journal.incident(run_id)
+    assert closed is not None and (closed.state, closed.run_state) == ("closed", "success")
+    # Closed: the alert firing again is a new incident.
+    again = send(service, delivery([canary("a1", clock.now)], CANARY))
+    assert again.outcome == "created" and again.run_id != run_id
+
+
+def test_one_fault_on_stable_is_one_incident_not_one_per_run(
+    service: IntakeService, backend: MemoryBackend, clock: Clock
+) -> None:
+    """Issue 19: one fault on stable opened four incidents in eight minutes (stable's 5xx twice, each
+    as soon as the previous run had ended at "hold", and canary latency twice, from the load of those
+    runs). Now: one incident per service version for as long as its alerts fire."""
+    stable = {"target": "testbed", "version": "stable"}
+    canary_group = {"target": "testbed", "version": "canary"}
+
+    def burst(starts: float) -> dict[str, Any]:
+        labels = {**stable, "channel": "text", "severity": "high", "problem": "http_5xx_burst"}
+        return {**alert("5a", starts, **labels), "labels": {"alertname": "Http5xxBurst", **labels}}
+
+    def latency(starts: float) -> dict[str, Any]:
+        return alert("1a", starts, channel="image", severity="warning", **canary_group)
+
+    outcomes = []
+    t0 = clock.now
+    outcomes.append(send(service, delivery([burst(t0)], stable)))
+    clock.advance(60)
+    outcomes.append(send(service, delivery([latency(clock.now)], canary_group)))
+    for run in list(backend.runs.values()):
+        run.state = "success"  # both runs ended at "hold"
+    clock.advance(120)
+    service.maintain()
+    outcomes.append(send(service, delivery([burst(clock.now)], stable)))  # 5xx fires again
+    clock.advance(60)
+    outcomes.append(send(service, delivery([latency(clock.now)], canary_group)))  # the load again
+    clock.advance(240)
+    service.maintain()
+    assert [o.outcome for o in outcomes] == ["created", "created", "update", "update"]
+    assert len(backend.runs) == 2
+    assert service.journal.counts()["incidents"] == {"open": 2}
 
 
 def test_the_run_state_is_cached_between_deliveries(
@@ -113,12 +177,11 @@ def test_the_run_state_is_cached_between_deliveries(
     assert backend.calls.count("run_state") == 1
 
 
-def test_alerts_taken_on_after_the_run_finished_open_a_new_incident(
+def test_alerts_taken_on_after_the_run_finished_stay_on_the_open_incident(
     service: IntakeService, backend: MemoryBackend, clock: Clock
 ) -> None:
-    """The state is cached: an alert can join an incident whose run has just finished. When the
-    incident is found closed, such alerts are released and the group's next delivery (Alertmanager
-    re-sends every group_interval) opens a new incident for them: nothing is lost."""
+    """The state is cached: an alert can join an incident whose run has just finished. The incident
+    stays open with it (its alerts fire), so nothing is lost in a finished incident."""
     t0 = clock.now
     first = send(service, delivery([canary("a1", t0)], CANARY))
     clock.advance(0.5)
@@ -127,10 +190,11 @@ def test_alerts_taken_on_after_the_run_finished_open_a_new_incident(
     assert (late.outcome, late.run_id) == ("update", first.run_id), "... but the cache still says running"
     clock.advance(service.settings.state_cache_s + 0.5)
     closed, _ = service.maintain()
-    assert closed == [first.run_id]
+    assert closed == []
     resend = send(service, delivery([canary("a1", t0), canary("b2", clock.now - 2.5)], CANARY))
-    assert resend.outcome == "created" and resend.run_id != first.run_id
-    assert backend.runs[resend.run_id or ""].conf["fingerprints"] == ["a1", "b2"]
+    assert (resend.outcome, resend.run_id) == ("duplicate", first.run_id)
+    alerts = incident_alerts(service.journal, [first.run_id or ""])[first.run_id or ""]
+    assert [(a.fingerprint, a.status) for a in alerts.alerts] == [("a1", "firing"), ("b2", "firing")]
 
 
 def test_the_maintainer_thread_keeps_notes_and_states_off_the_request_path(
@@ -139,13 +203,9 @@ def test_the_maintainer_thread_keeps_notes_and_states_off_the_request_path(
     import time
 
     fast = settings.model_copy(update={"note_interval_s": 0.2, "state_cache_s": 0.2})
-    svc = IntakeService(
-        Journal(tmp_path / "bg.sqlite3"),
-        backend,
-        Grader(load_grading(settings.grading_path())),
-        fast,
-        inline=False,
-    )
+    grading = load_grading(settings.grading_path())
+    at_once = grading.model_copy(update={"correlation": Correlation(quiet_s=0)})  # close when quiet
+    svc = IntakeService(Journal(tmp_path / "bg.sqlite3"), backend, Grader(at_once), fast, inline=False)
     svc.start()
     try:
         t0 = time.time() - 5
@@ -159,6 +219,8 @@ def test_the_maintainer_thread_keeps_notes_and_states_off_the_request_path(
         assert "updates 1" in backend.runs[first.run_id or ""].note, "the maintainer wrote the note"
         assert "set_note" in backend.calls[calls:]
         backend.runs[first.run_id or ""].state = "failed"
+        resolved = [canary(fp, t0, status="resolved", ends=time.time()) for fp in ("a1", "b2")]
+        send(svc, delivery(resolved, CANARY))
         while svc.journal.incident(first.run_id or "").state != "closed" and time.monotonic() < deadline:  # type: ignore[union-attr]
             time.sleep(0.05)
         assert svc.journal.incident(first.run_id or "").state == "closed"  # type: ignore[union-attr]
@@ -411,7 +473,7 @@ def test_prune_keeps_pending_work(service: IntakeService, backend: MemoryBackend
     send(service, real_payload())
     backend.down = None
     t0 = clock.now
-    send(service, delivery([canary("a1", t0)], {**CANARY, "version": "v2"}))
+    send(service, delivery([canary("a1", t0, version="v2")], {**CANARY, "version": "v2"}))
     backend.down = "down"
     clock.advance(31 * 86_400)
     report = service.reconcile()

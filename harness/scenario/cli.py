@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 # A log file or a pipe gets a wide table (rich would fold it to 80 columns).
 console = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -41,10 +42,11 @@ def results_table(summary: dict[str, Any]) -> Table:
         table.add_column(col, no_wrap=col == "scenario")
     for r in summary["results"]:
         t = r["timings"]
+        # names and decisions come from scenario files and the runs: text, never Rich markup
         table.add_row(
-            r["scenario"],
-            f"[{STYLE[r['status']]}]{r['status']}[/]",
-            _fmt(r["decision"]),
+            Text(str(r["scenario"])),
+            Text(r["status"], STYLE[r["status"]]),
+            Text(_fmt(r["decision"])),
             "yes" if r["rollback"] else "no",
             _fmt(t.get("first_evidence_s")),
             _fmt(t.get("rollback_applied_s")),
@@ -81,7 +83,7 @@ def figures_table(summary: dict[str, Any]) -> Table:
         "peak_rss_mib",
         "peak_pss_mib",
     ):
-        table.add_row(key, _fmt(summary.get(key)))
+        table.add_row(key, Text(_fmt(summary.get(key))))
     return table
 
 
@@ -96,10 +98,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             err.print(f"  {problem}", markup=False)
         return 2
     for path, sc in suite:
-        console.print(
-            f"[green]ok[/green] {path}: {sc.id} ({len(sc.faults)} fault(s), {len(sc.outages)} outage(s), "
+        line = (
+            f"{path}: {sc.id} ({len(sc.faults)} fault(s), {len(sc.outages)} outage(s), "
             f"trigger {sc.trigger.kind}, tags {', '.join(sc.tags) or '-'})"
         )
+        console.print(f"[green]ok[/green] {escape(line)}")
     return 0
 
 
@@ -118,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             err.print(f"  {problem}", markup=False)
         return 2
     if not suite:
-        err.print(f"[red]no scenario matches the tags {args.tag}[/red]")
+        err.print(f"[red]no scenario matches the tags {escape(str(args.tag))}[/red]")
         return 2
     settings = Settings(home=Path(args.home)) if args.home else Settings()
     out_dir = Path(args.out) if args.out else default_out_dir(settings)
@@ -152,14 +155,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             reset_evidence=args.reset_evidence,
         )
     except RunnerError as exc:
-        err.print(f"[red]cannot run the scenarios:[/red] {exc}")
+        err.print(f"[red]cannot run the scenarios:[/red] {escape(str(exc))}")
         return 2
     console.print(results_table(result.summary))
     for line in failures(result.summary):
         console.print(f"  [red]✗[/red] {escape(line)}")
     console.print(figures_table(result.summary))
     if summary_path:
-        console.print(f"summary: {summary_path}; per scenario: {out_dir}/<name>.json")
+        console.print(f"summary: {summary_path}; per scenario: {out_dir}/<name>.json", markup=False)
     if result.interrupted:
         err.print("interrupted: the results above cover the scenarios that ran")
         return 130
@@ -172,7 +175,9 @@ def cmd_rescore(args: argparse.Namespace) -> int:
 
     out_dir = Path(args.out)
     if not out_dir.is_dir():
-        err.print(f"[red]{out_dir} is not a directory of scenario results[/red] (the --out of a run)")
+        err.print(
+            f"[red]{escape(str(out_dir))} is not a directory of scenario results[/red] (the --out of a run)"
+        )
         return 2
     summary_path = None if args.no_summary else Path(args.summary)
     try:
@@ -183,12 +188,40 @@ def cmd_rescore(args: argparse.Namespace) -> int:
             err.print(f"  {problem}", markup=False)
         return 2
     if not summary["results"]:
-        err.print(f"[red]no scenario results (<name>.json) in {out_dir}[/red]")
+        err.print(f"[red]no scenario results (<name>.json) in {escape(str(out_dir))}[/red]")
         return 2
     console.print(results_table(summary))
     for line in failures(summary):
         console.print(f"  [red]✗[/red] {escape(line)}")
     console.print(figures_table(summary))
+    return 0 if summary["passed"] == summary["scenarios"] else 1
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from harness.scenario.merge import MergeError, merge_parts
+    from harness.scenario.results import write_json
+    from harness.scenario.schema import ScenarioError
+
+    command = " ".join(["triage24 scenario merge", *args.parts, *(f"--suite {p}" for p in args.suite or [])])
+    try:
+        summary = merge_parts(
+            [Path(p) for p in args.parts],
+            command=command,
+            suite=[Path(p) for p in args.suite] if args.suite else None,
+        )
+    except (MergeError, ScenarioError) as exc:
+        err.print(f"[red]the parts cannot be merged ({len(exc.problems)} problem(s)):[/red]")
+        for problem in exc.problems:
+            err.print(f"  {problem}", markup=False)
+        return 2
+    write_json(Path(args.summary), summary)
+    console.print(results_table(summary))
+    for line in failures(summary):
+        console.print(f"  [red]✗[/red] {escape(line)}")
+    console.print(figures_table(summary))
+    if summary.get("not_run"):
+        console.print(f"not run: {escape(', '.join(summary['not_run']))}")
+    console.print(f"summary: {escape(args.summary)} (commit {escape(summary['commits'][0])})")
     return 0 if summary["passed"] == summary["scenarios"] else 1
 
 
@@ -257,9 +290,36 @@ def register(sub: Any) -> None:
     again.add_argument("--no-summary", action="store_true", help="write no summary file")
     again.set_defaults(func=cmd_rescore)
 
+    merge = actions.add_parser(
+        "merge",
+        help="join the parts of a suite run into one summary (same commit, same files, same machine)",
+        description="Join the --out directories of several `scenario run`s into one summary. Refuses parts "
+        "from different commits or machines, from a checkout with local changes, a scenario whose file "
+        "changed since it ran, and a scenario present in two parts.",
+    )
+    merge.add_argument("parts", nargs="+", help="the --out directory of each part, in order")
+    merge.add_argument(
+        "--summary", default=SUMMARY_DEFAULT, help=f"the summary to write (default {SUMMARY_DEFAULT})"
+    )
+    merge.add_argument(
+        "--suite",
+        action="append",
+        help="scenario files or directories the parts should cover (lists not_run)",
+    )
+    merge.set_defaults(func=cmd_merge)
+
     validate = actions.add_parser("validate", help="check scenario files without running them")
     validate.add_argument("paths", nargs="+")
     validate.set_defaults(func=cmd_validate)
 
 
-__all__ = ["cmd_rescore", "cmd_run", "cmd_validate", "failures", "figures_table", "register", "results_table"]
+__all__ = [
+    "cmd_merge",
+    "cmd_rescore",
+    "cmd_run",
+    "cmd_validate",
+    "failures",
+    "figures_table",
+    "register",
+    "results_table",
+]

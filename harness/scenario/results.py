@@ -18,6 +18,9 @@ from diagnostics.config import Settings
 from harness.scenario.schema import Scenario, load_scenario
 from harness.scenario.scoring import ScenarioObservation, ScenarioScore, score, suite_figures
 
+# Each run's --out directory keeps the run's own summary too: `scenario merge` joins parts from it.
+SUITE_FILE = "_suite.json"
+
 # The summary keeps these from the run it rescores: they describe the run, not the judgement.
 _KEPT_ON_RESCORE = (
     "command",
@@ -211,6 +214,7 @@ def default_out_dir(settings: Settings) -> Path:
 
 
 __all__ = [
+    "SUITE_FILE",
     "ScenarioOutcome",
     "SuiteResult",
     "checkout_commit",

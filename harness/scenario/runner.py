@@ -40,6 +40,7 @@ from diagnostics.intake.airflow_api import AirflowApiError
 from harness.scenario.collect import collect
 from harness.scenario.control import ControlError, Say, TrafficGenerator
 from harness.scenario.results import (
+    SUITE_FILE,
     ScenarioOutcome,
     SuiteResult,
     checkout_commit,
@@ -216,6 +217,7 @@ def run_suite(
     summary = summarize(outcomes, command=command, started=started, load_start=load_start, notes=notes)
     summary["peak_rss_mib_suite"] = runner.overall_peak_mib
     summary["interrupted"] = interrupted
+    write_json(out_dir / SUITE_FILE, summary)
     if summary_path is not None:
         write_json(summary_path, summary)
     return SuiteResult(outcomes, summary, interrupted)

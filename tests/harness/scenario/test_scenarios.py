@@ -597,6 +597,14 @@ def test_the_healthy_control_and_a_fault_scenario_through_the_real_runner(tmp_pa
     require_models()
     suite = load_suite([SCENARIOS], tags=["ci"])
     assert [sc.id for _, sc in suite] == ["healthy_control", "model_not_loaded"]
+    # CI time: the control's quiet stretch before the engineer opens the investigation is 90 s here
+    # (150 s in the benchmark): still past every rule's `for:` and the canary gate's 60 s window.
+    (path, control), fault_case = suite
+    assert control.trigger.after_s == 150
+    suite = [
+        (path, control.model_copy(update={"trigger": control.trigger.model_copy(update={"after_s": 90})})),
+        fault_case,
+    ]
     settings = stack_settings(tmp_path / "home")
     lines: list[str] = []
 
@@ -620,6 +628,7 @@ def test_the_healthy_control_and_a_fault_scenario_through_the_real_runner(tmp_pa
     for name, outcome in by.items():
         assert outcome.score.status != "error", (name, outcome.observation.errors, lines[-30:])
         assert (tmp_path / "out" / f"{name}.json").is_file()
+    assert json.loads((tmp_path / "out" / "_suite.json").read_text())["scenarios"] == 2  # for `merge`
 
     # The healthy canary is never rolled back and nothing is blamed on it. (Whether an SLA alert pages
     # and whether the evidence suffices for `continue` depend on the machine's load - a p99.99 of
@@ -649,8 +658,39 @@ def test_the_healthy_control_and_a_fault_scenario_through_the_real_runner(tmp_pa
     ), t
     assert t["first_evidence_s"] < t["rollback_applied_s"] < t["total_s"]  # type: ignore[operator]
 
+    # What the scheduler and the run left behind (the stack is down; its files stay): the rollback ran
+    # on the fast path right after phase 1, phase 2 and 3 still ran, the deadlines were pruned.
+    assert_the_fast_path_incident_left_its_record(settings, run.run_id)
+
     # Cleaned up: the runner's stack is down, nothing of it is left running.
     assert Stack(settings, with_testbed=True).supervisor_pid() is None
+
+
+def assert_the_fast_path_incident_left_its_record(settings: Any, run_id: str) -> None:
+    from harness.stack import Stack
+    from tests.support.airflow_db import open_deadline_hours, task_states
+
+    db = settings.airflow_home / "airflow.db"
+    states = task_states(db, run_id)
+    assert states["fast_path.rollback_now"] == "success", states
+    assert states["decision.done_by_fast_path"] == "success", states
+    assert states["deep_diagnosis.deep_summary"] == "success", states
+    assert states["verified_delivery.audit_bundle"] == "success", states
+    assert open_deadline_hours(db, run_id) == []  # finished long before its deadlines: none left, none missed
+
+    root = settings.artifacts / run_id
+    conf = json.loads((root / "incident.json").read_text())
+    assert conf["target"] == "testbed"
+    action = json.loads((root / "response" / "rollback.json").read_text())
+    assert action["outcome"] == "applied" and action["before"]["canary_weight"] == 50
+    recovery = json.loads((root / "response" / "recovery_verification.json").read_text())
+    assert recovery["recovered"] is True, recovery["summary"]
+    suite = json.loads((root / "verified_delivery" / "regression_suite.json").read_text())
+    assert suite["version"] == "stable"  # phase 3 verified what serves after the rollback
+    assert (root / "report" / "report.html").is_file()
+    audit = (settings.home / "actions" / "audit" / "rollback.jsonl").read_text()
+    token = Stack(settings, with_testbed=True).secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"]
+    assert run_id in audit and token not in audit
 
 
 def test_each_result_names_the_commit_it_ran_from(tmp_path: Path) -> None:

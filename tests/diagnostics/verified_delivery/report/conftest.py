@@ -2,7 +2,7 @@
 
 ``tests/diagnostics/fixtures/report_healthy/`` and ``report_rollback/`` are trimmed copies of the
 artifacts of two real ``incident_response`` runs (``tests/dags/test_incident_response.py``, scenarios
-``test_1_healthy`` and ``test_2b``) against the testbed:
+``test_1_healthy`` and ``test_2_a_critical...``) against the testbed:
 
 - healthy: no fault; phase 1 and phase 2 all ``ok``, the decision ``continue`` (rule ``continue``),
   no response action;

@@ -54,6 +54,11 @@ class _WindowView(_Lenient):
     errors: float = Field(ge=0)
 
 
+class _BoundsView(_Lenient):
+    at_least: float = Field(ge=0)
+    at_most: float = Field(ge=0)
+
+
 class _ChannelView(_Lenient):
     version: str
     channel: Channel
@@ -61,6 +66,8 @@ class _ChannelView(_Lenient):
     reference: _WindowView
     slow_requests: float | None = Field(default=None, ge=0)
     reference_slow_requests: float | None = Field(default=None, ge=0)
+    slow_bounds: _BoundsView | None = None
+    reference_slow_bounds: _BoundsView | None = None
 
 
 class _MetricsView(_Lenient):
@@ -99,8 +106,14 @@ def _read(model: type[_Lenient], data: object, name: str) -> Any:
         raise ValueError(f"{field}: {first['msg']}{shown}") from None
 
 
-def _version_counts(window: _WindowView, slow: float | None) -> VersionCounts:
-    return VersionCounts(requests=window.requests, errors=window.errors, slow_requests=slow)
+def _version_counts(window: _WindowView, slow: float | None, bounds: _BoundsView | None) -> VersionCounts:
+    return VersionCounts(
+        requests=window.requests,
+        errors=window.errors,
+        slow_requests=slow,
+        slow_at_least=bounds.at_least if bounds and slow is not None else None,
+        slow_at_most=bounds.at_most if bounds and slow is not None else None,
+    )
 
 
 def _channel_counts(views: list[_ChannelView]) -> list[ChannelCounts]:
@@ -114,10 +127,22 @@ def _channel_counts(views: list[_ChannelView]) -> list[ChannelCounts]:
         out.append(
             ChannelCounts(
                 channel=channel,
-                canary=_version_counts(canary.current, canary.slow_requests) if canary else zero,
-                stable=_version_counts(stable.current, stable.slow_requests) if stable else zero,
+                canary=(
+                    _version_counts(canary.current, canary.slow_requests, canary.slow_bounds)
+                    if canary
+                    else zero
+                ),
+                stable=(
+                    _version_counts(stable.current, stable.slow_requests, stable.slow_bounds)
+                    if stable
+                    else zero
+                ),
                 stable_reference=(
-                    _version_counts(stable.reference, stable.reference_slow_requests) if stable else zero
+                    _version_counts(
+                        stable.reference, stable.reference_slow_requests, stable.reference_slow_bounds
+                    )
+                    if stable
+                    else zero
                 ),
             )
         )

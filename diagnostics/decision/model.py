@@ -46,11 +46,25 @@ class _Model(BaseModel):
 
 
 class VersionCounts(_Model):
-    """One version on one channel over one window; ``slow_requests`` None = no latency histogram."""
+    """One version on one channel over one window; ``slow_requests`` None = no latency histogram.
+
+    The SLA-slow count is exact only when the SLA is a histogram bucket bound; otherwise the buckets
+    bound it (``slow_at_least`` .. ``slow_at_most``) and each side argues with its conservative end."""
 
     requests: float = Field(ge=0)
     errors: float = Field(ge=0)
     slow_requests: float | None = Field(default=None, ge=0)
+    slow_at_least: float | None = Field(default=None, ge=0, description="None: exact (slow_requests)")
+    slow_at_most: float | None = Field(default=None, ge=0, description="None: exact (slow_requests)")
+
+    def slow(self, end: Literal["least", "most"]) -> float | None:
+        """The SLA-slow count at one end of what the buckets allow (the exact count when exact)."""
+        bound = self.slow_at_least if end == "least" else self.slow_at_most
+        return self.slow_requests if bound is None or self.slow_requests is None else bound
+
+    @property
+    def slow_is_exact(self) -> bool:
+        return self.slow_at_least is None or self.slow_at_least == self.slow_at_most
 
 
 class ChannelCounts(_Model):

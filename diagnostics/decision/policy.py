@@ -37,6 +37,7 @@ The human gate's default and timeout for the incident's grade travel with the de
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 from scipy import special
 
@@ -87,7 +88,18 @@ class _Context:
     def __init__(self, inputs: DecisionInputs, policy: DecisionPolicy) -> None:
         self.inputs, self.policy = inputs, policy
         self.served = [c for c in inputs.channels if c.canary.requests > 0]
-        self.risks = [r for c in self.served for r in channel_risks(c, policy.risk)]
+        # Where the buckets only bound the SLA-slow counts, rollback is argued with the canary's
+        # lower and stable's upper bound, promotion with the other ends: neither on a guess.
+        self.risks = [r for c in self.served for r in channel_risks(c, policy.risk, "rollback")]
+        self.promotion_risks = [r for c in self.served for r in channel_risks(c, policy.risk, "promotion")]
+        self.bounded = [
+            f"{c.channel.value} (canary {c.canary.slow('least'):g}..{c.canary.slow('most'):g}, "
+            f"stable {c.stable.slow('least'):g}..{c.stable.slow('most'):g})"
+            for c in self.served
+            if not (c.canary.slow_is_exact and c.stable.slow_is_exact and c.stable_reference.slow_is_exact)
+            and c.canary.slow_requests is not None
+            and c.stable.slow_requests is not None
+        ]
         findings = inputs.phase1.findings if inputs.phase1 else []
         self.canary_findings = [f for f in findings if f.version == "canary"]
         self.stable_findings = [f for f in findings if f.version == "stable"]
@@ -108,12 +120,27 @@ class _Context:
                     self.breaches.append(g)
 
     def measured_risks(self) -> list[float]:
-        return [r.risk for r in self.risks if r.risk is not None]
+        """The risks a promotion or ``continue`` stands on (SLA-slow counts at their upper ends)."""
+        return [r.risk for r in self.promotion_risks if r.risk is not None]
+
+    def bounds_note(self) -> list[str]:
+        if not self.bounded:
+            return []
+        return [
+            "SLA-slow counts bounded by the histogram buckets (the SLA is not a bucket bound) on "
+            + "; ".join(self.bounded)
+            + ": rollback argued with the canary's lower and stable's upper bound, promotion the other way"
+        ]
 
 
-def channel_risks(counts: ChannelCounts, params: RiskParameters) -> list[ChannelRisk]:
-    """The error and latency risks of one channel."""
+def channel_risks(
+    counts: ChannelCounts, params: RiskParameters, side: Literal["rollback", "promotion"] = "rollback"
+) -> list[ChannelRisk]:
+    """The error and latency risks of one channel; ``side`` picks the conservative end of bounded
+    SLA-slow counts (rollback: canary at least, stable at most; promotion: the reverse)."""
     c, s, ref = counts.canary, counts.stable, counts.stable_reference
+    canary_end: Literal["least", "most"] = "least" if side == "rollback" else "most"
+    stable_end: Literal["least", "most"] = "most" if side == "rollback" else "least"
     return [
         channel_risk(
             counts.channel,
@@ -126,9 +153,9 @@ def channel_risks(counts: ChannelCounts, params: RiskParameters) -> list[Channel
         channel_risk(
             counts.channel,
             RiskKind.LATENCY,
-            Counts(requests=c.requests, failures=c.slow_requests),
-            Counts(requests=s.requests, failures=s.slow_requests),
-            Counts(requests=ref.requests, failures=ref.slow_requests),
+            Counts(requests=c.requests, failures=c.slow(canary_end)),
+            Counts(requests=s.requests, failures=s.slow(stable_end)),
+            Counts(requests=ref.requests, failures=ref.slow(stable_end)),
             params,
         ),
     ]
@@ -241,13 +268,15 @@ def rule_critical_canary_finding(ctx: _Context) -> tuple[bool, list[str]]:
 def rule_bayesian_risk(ctx: _Context) -> tuple[bool, list[str]]:
     risky = [r for r in ctx.risks if r.verdict is RiskVerdict.RISKY]
     if risky:
-        return True, [r.reason for r in risky]
+        return True, [r.reason for r in risky] + ctx.bounds_note()
     measured = [r for r in ctx.risks if r.risk is not None]
     if not measured:
         return False, ["no channel with enough requests for a risk"]
     top = max(measured, key=lambda r: r.risk or 0.0)
     return False, [
-        f"max risk {top.risk:.4f} ({top.channel.value} {top.kind.value}) ≤ {ctx.policy.risk.risk_threshold:g}"
+        f"max risk {top.risk:.4f} ({top.channel.value} {top.kind.value}) "
+        f"≤ {ctx.policy.risk.risk_threshold:g}",
+        *ctx.bounds_note(),
     ]
 
 
@@ -362,7 +391,8 @@ def promotion(ctx: _Context) -> tuple[float | None, CanaryStage | None, CanarySt
         [
             f"promote {weight:g} % -> {nxt.percent:g} %: max risk {top:.4f} < {bound_stage.max_risk:g}, "
             f"every served channel has >= {bound_stage.min_requests} canary requests, "
-            "every check a promotion requires is ok"
+            "every check a promotion requires is ok",
+            *ctx.bounds_note(),
         ],
     )
 

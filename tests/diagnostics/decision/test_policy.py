@@ -229,6 +229,26 @@ def test_slow_requests_roll_back_on_latency_risk() -> None:
     assert d.reasons[0].startswith("image SLA-slow requests: risk P(p_canary > p_stable + 0.005) = ")
 
 
+def test_slow_counts_the_buckets_only_bound_argue_each_way_with_the_conservative_end() -> None:
+    # The SLA falls between two bucket bounds: the canary's image SLA-slow count is 15..150 of 3000.
+    exact = [counts(Channel.TEXT), counts(Channel.IMAGE)]
+    bounded = [counts(Channel.TEXT), counts(Channel.IMAGE)]
+    bounded[1].canary.slow_at_least, bounded[1].canary.slow_at_most = 15.0, 150.0
+    baseline = decide(healthy(channels=exact), POLICY)
+    d = decide(healthy(channels=bounded), POLICY)
+    # no rollback on the upper end (150 would be 10x stable) ...
+    assert d.outcome is Outcome.CONTINUE and d.rule == "continue"
+    image_latency = next(r for r in d.risks if r.channel is Channel.IMAGE and r.kind.value == "latency")
+    assert image_latency.verdict.value != "risky"
+    # ... and no promotion on the lower end: the promotion's risk is the upper end's
+    assert baseline.promote_to is not None and d.promote_to is None
+    assert any(
+        "SLA-slow counts bounded by the histogram buckets" in r and "image (canary 15..150" in r
+        for r in d.reasons
+    )
+    assert not any("bounded by the histogram buckets" in r for r in baseline.reasons)
+
+
 # --- (e) insufficient evidence -----------------------------------------------------------------------
 
 

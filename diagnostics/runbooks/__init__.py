@@ -158,5 +158,22 @@ def _cross_check(books: Runbooks) -> None:
                     f"{check} is not a golden_window check in sop.yaml ({', '.join(sorted(phase1))})",
                 )
             )
+    deep = next((p for p in books.sop.phases if p.id == "deep_diagnosis"), None)
+    by_phase = {"phase1": phase1, "phase2": set(deep.checks) if deep else set()}
+    required = books.decision.required_evidence
+    for outcome, needs in (("continue", required.continue_), ("promote", required.promote)):
+        for phase, listed in (("phase1", needs.phase1), ("phase2", needs.phase2)):
+            for i, check in enumerate(listed):
+                if check not in by_phase[phase]:
+                    sop_phase = "golden_window" if phase == "phase1" else "deep_diagnosis"
+                    problems.append(
+                        Problem(
+                            d / "decision.yaml",
+                            None,
+                            f"required_evidence.{outcome}.{phase}[{i}]",
+                            f"{check} is not a {sop_phase} check in sop.yaml "
+                            f"({', '.join(sorted(by_phase[phase]))})",
+                        )
+                    )
     if problems:
         raise RunbookError(problems)

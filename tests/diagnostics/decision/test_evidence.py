@@ -4,7 +4,9 @@ stale evidence is never a 'continue' and never a promotion."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +14,7 @@ from diagnostics.decision import Decision, Outcome, Phase2Evidence, decide
 from diagnostics.decision.model import CheckEvidence
 from diagnostics.golden_window.canary_gate import CanaryGateResult, combine_gates, evaluate_channel_gate
 from diagnostics.incident.results import Status
-from diagnostics.runbooks import load_runbooks
+from diagnostics.runbooks import RunbookError, load_runbooks
 from diagnostics.runbooks.decision import DecisionPolicy
 from diagnostics.runbooks.schemas import Channel
 from tests.diagnostics.decision.builders import (
@@ -249,14 +251,23 @@ def test_a_gate_breach_stable_shows_too_is_no_fast_path_unless_the_canary_is_wor
     )
 
 
-def test_every_required_check_is_a_check_of_its_phase_in_sop_yaml() -> None:
-    # (the runbook loader cross-checks evidence.required_checks; required_evidence is checked here)
+def test_every_required_check_is_a_check_of_its_phase_in_sop_yaml(tmp_path: Path) -> None:
     books = load_runbooks()
     phases = {p.id: set(p.checks) for p in books.sop.phases}
     req = books.decision.required_evidence
     for needs in (req.continue_, req.promote):
         assert set(needs.phase1) <= phases["golden_window"]
         assert set(needs.phase2) <= phases["deep_diagnosis"]
+    # and the loader refuses one that is not, naming the field and the checks it could be
+    copy = tmp_path / "runbooks"
+    shutil.copytree(books.directory, copy)
+    text = (copy / "decision.yaml").read_text()
+    (copy / "decision.yaml").write_text(text.replace("router_dispatch, drift]", "router_dispatch, drfit]"))
+    with pytest.raises(RunbookError) as info:
+        load_runbooks(copy)
+    assert "required_evidence.continue.phase2[4]: drfit is not a deep_diagnosis check in sop.yaml" in str(
+        info.value
+    )
 
 
 def test_the_runbook_names_a_replaced_or_inconsistent_requirement() -> None:

@@ -104,7 +104,8 @@ def deep_check(check: str) -> dict[str, Any]:
 
 @task(trigger_rule="all_done")
 def deep_summary(returned: list[Any]) -> dict[str, Any]:
-    """Rank phase 2's findings; the canary's drift levels and check statuses go to the decision."""
+    """Rank phase 2's findings; both versions' drift levels and check statuses, and whether the canary
+    is worse than stable by each check's own measure, go to the decision."""
     from diagnostics.deep_diagnosis.phase import adopt_pod_results, summarize_and_store
 
     incident = runs.incident(_ctx())

@@ -5,20 +5,29 @@ read by :func:`load_golden`, whose entries resolve their files against ``root``.
 (``testbed/golden``) is one such set; a target names its own in ``runbooks/targets.yaml``
 (``golden.path``). Phase 2 and the regression suite send it through the service.
 
-:func:`normalise` / :func:`error_rate` are how transcripts are compared: English uses whisper's
-``EnglishTextNormalizer`` and word error rate; Chinese removes punctuation/space, folds the few
-traditional characters whisper tends to emit for these sentences to simplified, and uses the
-character error rate (jiwer).
+:func:`normalise` / :func:`error_rate` are how transcripts are compared, by the language's own rule
+(:func:`metric_for`, on the primary subtag of a BCP-47-like code: ``zh-TW`` is ``zh``):
+
+- languages written without spaces between words (Chinese ``zh``/``yue``, Japanese ``ja``, Thai,
+  Lao, Burmese, Khmer, Tibetan): character error rate, on the text without punctuation or
+  whitespace, NFKC-folded (full-width forms); Chinese is also folded Traditional → Simplified by
+  OpenCC's ``tw2s`` configuration (:func:`to_simplified`);
+- every other (space-delimited) language: word error rate; English through whisper's
+  ``EnglishTextNormalizer``, the others case-folded, NFKC, punctuation and symbols as spaces
+  (combining marks kept, so Indic vowel signs stay in their words).
+
+Error rates are computed by jiwer.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
@@ -30,11 +39,15 @@ __all__ = [
     "ImageAttributes",
     "error_rate",
     "load_golden",
+    "metric_for",
     "normalise",
+    "to_simplified",
 ]
 
 
-Language = Literal["en", "zh"]
+#: A language code: ISO 639 primary subtag, optional BCP-47 subtags (``en``, ``zh``, ``zh-TW``, ``pt-BR``).
+Language = Annotated[str, Field(pattern=r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")]
+Metric = Literal["wer", "cer"]
 
 
 class _FileEntry(BaseModel):
@@ -75,9 +88,18 @@ class GoldenAudio(_FileEntry):
     espeak_args: list[str]
     sample_rate: int
     duration_s: float
-    metric: Literal["wer", "cer"]
+    metric: Metric
     max_error_rate: float = Field(ge=0.0, le=1.0)
     sha256: str
+
+    @model_validator(mode="after")
+    def _metric_follows_language(self) -> GoldenAudio:
+        if self.metric != metric_for(self.language):
+            raise ValueError(
+                f"{self.id}: metric {self.metric!r} but {self.language!r} is scored by "
+                f"{metric_for(self.language)!r} (see diagnostics.golden_set.metric_for)"
+            )
+        return self
 
 
 class GoldenText(BaseModel):
@@ -148,12 +170,38 @@ def load_golden(root: Path) -> GoldenSet:
 
 # ------------------------------------------------------------------------------ transcript scoring
 
-# Traditional -> simplified for the characters of the golden Chinese sentences (whisper base often
-# answers Mandarin in traditional script). Not a general converter.
-_T2S = str.maketrans(
-    "這個產貨嗎訂單裡裏們訊閱麼時錢還沒說買賣號請問際當會過對應該種購換發運",
-    "这个产货吗订单里里们讯阅么时钱还没说买卖号请问际当会过对应该种购换发运",
-)
+#: Primary subtags of languages written without spaces between words: scored by CER.
+CER_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "my", "km", "bo"})
+#: Chinese (Mandarin, Cantonese): also folded Traditional -> Simplified before CER.
+_CHINESE = frozenset({"zh", "yue"})
+#: OpenCC configuration of the fold. ``tw2s`` converts character by character (no phrase rewriting:
+#: ``t2sp``/``tw2sp`` would turn 軟體 into 软件, a different word, and hide a real substitution) and
+#: first folds Taiwan variant forms (看著 -> 看着, 著名 stays), which is the script whisper tends
+#: to answer Mandarin in; hk2s differs only on a few Hong Kong variants.
+OPENCC_CONFIG = "tw2s"
+_SUBTAG = re.compile(r"[-_]")
+
+
+def _primary(language: str) -> str:
+    return _SUBTAG.split(language.strip(), maxsplit=1)[0].lower()
+
+
+def metric_for(language: str) -> Metric:
+    """``"cer"`` for languages written without spaces between words, ``"wer"`` for the others."""
+    return "cer" if _primary(language) in CER_LANGUAGES else "wer"
+
+
+@functools.cache
+def _opencc() -> Callable[[str], str]:
+    import opencc
+
+    convert: Callable[[str], str] = opencc.OpenCC(OPENCC_CONFIG).convert
+    return convert
+
+
+def to_simplified(text: str) -> str:
+    """Traditional Chinese folded to Simplified by OpenCC (:data:`OPENCC_CONFIG`)."""
+    return _opencc()(text)
 
 
 @functools.cache
@@ -164,24 +212,34 @@ def _english_normalizer() -> Callable[[str], str]:
     return normalizer
 
 
+def _replace(text: str, categories: str, replacement: str) -> str:
+    """``text`` with every character of the Unicode major ``categories`` replaced."""
+    return "".join(replacement if unicodedata.category(ch)[0] in categories else ch for ch in text)
+
+
 def normalise(text: str, language: str) -> str:
-    """Comparable form of a transcript: English via whisper's EnglishTextNormalizer; Chinese without
-    punctuation/whitespace, full-width folded (NFKC), traditional folded to simplified."""
-    if language == "en":
+    """Comparable form of a transcript (see the module docstring): English via whisper's
+    EnglishTextNormalizer; CER languages without punctuation or whitespace, NFKC-folded,
+    Chinese also Traditional -> Simplified; other languages case-folded, NFKC, punctuation and
+    symbols as spaces, whitespace collapsed."""
+    lang = _primary(language)
+    if lang == "en":
         return _english_normalizer()(text)
-    t = unicodedata.normalize("NFKC", text).translate(_T2S)
-    return "".join(ch for ch in t if not (ch.isspace() or unicodedata.category(ch).startswith("P")))
+    t = unicodedata.normalize("NFKC", text)
+    if lang in CER_LANGUAGES:
+        if lang in _CHINESE:
+            t = to_simplified(t)
+        return "".join(_replace(t, "PZ", "").split())
+    return " ".join(_replace(t.casefold(), "PS", " ").split())
 
 
 def error_rate(expected: str, hypothesis: str, language: str) -> float:
-    """WER for English, CER for Chinese, on normalised text (jiwer)."""
+    """The language's own rule (:func:`metric_for`): CER or WER, on normalised text (jiwer)."""
     import jiwer
 
     ref, hyp = normalise(expected, language), normalise(hypothesis, language)
-    if language == "en":
-        if not ref:
-            return 0.0 if not hyp else 1.0
-        return float(jiwer.wer(ref, hyp))
     if not ref:
         return 0.0 if not hyp else 1.0
-    return float(jiwer.cer(ref, hyp))
+    if metric_for(language) == "cer":
+        return float(jiwer.cer(ref, hyp))
+    return float(jiwer.wer(ref, hyp))

@@ -4,9 +4,11 @@ Image→text retrieval over the golden captions read as a classifier and as a ca
 
 - **modality-F1**: alignment as classification — each image is assigned the caption of its nearest
   text embedding; macro-F1 of those assignments over the distinct captions;
-- **cross-modal BLEU**: corpus BLEU-4 (add-one smoothing for n > 1, brevity penalty) of the retrieved
-  captions against the true ones — partial credit when a near caption is retrieved ("a small red
-  circle" for "a large red circle");
+- **cross-modal BLEU**: corpus BLEU-4 of the retrieved captions against the true ones, computed by
+  sacrebleu (:func:`corpus_bleu`: tokenizer ``13a``, or ``zh`` for captions with Han characters;
+  lower-cased; ``exp`` smoothing; brevity penalty), on a 0–1 scale (sacrebleu's score / 100) —
+  partial credit when a near caption is retrieved ("a small red circle" for "a large red circle");
+  the figures carry sacrebleu's signature (``cross_modal_bleu_signature``);
 - **visual–textual CER**: character error rate (jiwer) of the retrieved captions against the true ones.
 
 Bands (``[low, high]``) come from ``thresholds.yaml`` ``deep.alignment_quality``; outside a band is
@@ -15,8 +17,7 @@ Bands (``[low, high]``) come from ``thresholds.yaml`` ``deep.alignment_quality``
 
 from __future__ import annotations
 
-import math
-from collections import Counter
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -56,6 +57,7 @@ class Measurement(BaseModel):
     modality_f1: float | None = None
     cross_modal_bleu: float | None = None
     visual_textual_cer: float | None = None
+    bleu_signature: str | None = Field(default=None, description="sacrebleu's signature of the BLEU")
     retrieved: list[str] = Field(default_factory=list)
 
 
@@ -70,34 +72,45 @@ def macro_f1(truth: Sequence[str], predicted: Sequence[str]) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
-def corpus_bleu(references: Sequence[str], hypotheses: Sequence[str], max_n: int = 4) -> float:
-    """Corpus BLEU (Papineni et al.) on whitespace tokens; add-one smoothing of the n > 1 precisions."""
-    matches = [0] * max_n
-    totals = [0] * max_n
-    ref_len = hyp_len = 0
-    for ref, hyp in zip(references, hypotheses, strict=True):
-        r, h = ref.lower().split(), hyp.lower().split()
-        ref_len, hyp_len = ref_len + len(r), hyp_len + len(h)
-        for n in range(1, max_n + 1):
-            hc = Counter(tuple(h[i : i + n]) for i in range(len(h) - n + 1))
-            rc = Counter(tuple(r[i : i + n]) for i in range(len(r) - n + 1))
-            matches[n - 1] += sum(min(c, rc[g]) for g, c in hc.items())
-            totals[n - 1] += max(len(h) - n + 1, 0)
-    if hyp_len == 0 or matches[0] == 0:
-        return 0.0
-    logs = [math.log(matches[0] / totals[0])]
-    logs += [math.log((matches[i] + 1) / (totals[i] + 1)) for i in range(1, max_n)]
-    bp = 1.0 if hyp_len > ref_len else math.exp(1 - ref_len / hyp_len)
-    return float(bp * math.exp(sum(logs) / max_n))
+#: sacrebleu's settings: its default smoothing (``exp``: a zero n-gram count k-th in a row counts as
+#: 1 / 2^k matches, Chen & Cherry 2014 method 3, as mteval-v13a), captions compared lower-cased.
+BLEU_SMOOTHING = "exp"
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def bleu_tokenizer(texts: Sequence[str]) -> str:
+    """sacrebleu's ``zh`` tokenizer (a token per Han character) when a text has Han characters,
+    else ``13a`` (mteval-v13a's, sacrebleu's default)."""
+    return "zh" if any(_HAN.search(t) for t in texts) else "13a"
+
+
+def corpus_bleu_score(references: Sequence[str], hypotheses: Sequence[str]) -> tuple[float, str]:
+    """Corpus BLEU-4 (sacrebleu) of ``hypotheses`` against one reference each, on a 0–1 scale, and
+    sacrebleu's signature of how it was computed (tokenizer, case, smoothing, version)."""
+    from sacrebleu.metrics.bleu import BLEU
+
+    if len(references) != len(hypotheses):
+        raise ValueError(f"{len(references)} references for {len(hypotheses)} hypotheses")
+    bleu = BLEU(tokenize=bleu_tokenizer(references), smooth_method=BLEU_SMOOTHING, lowercase=True)
+    score = bleu.corpus_score(list(hypotheses), [list(references)]).score
+    # sacrebleu's 100 can come out as 100.00000000000004: keep the metric inside [0, 1]
+    return min(max(score / 100, 0.0), 1.0), str(bleu.get_signature())
+
+
+def corpus_bleu(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Corpus BLEU-4 on a 0–1 scale (:func:`corpus_bleu_score` without the signature)."""
+    return corpus_bleu_score(references, hypotheses)[0]
 
 
 def quality(images: np.ndarray, texts: np.ndarray, captions: list[str]) -> dict[str, object]:
     import jiwer
 
     retrieved = [captions[j] for j in np.argmax(images @ texts.T, axis=1)]
+    bleu, signature = corpus_bleu_score(captions, retrieved)
     return {
         "modality_f1": round(macro_f1(captions, retrieved), 4),
-        "cross_modal_bleu": round(corpus_bleu(captions, retrieved), 4),
+        "cross_modal_bleu": round(bleu, 4),
+        "bleu_signature": signature,
         "visual_textual_cer": round(float(jiwer.cer(captions, retrieved)), 4),
         "retrieved": retrieved,
     }
@@ -137,6 +150,8 @@ def judge(
             figures[f"{name}_baseline"] = getattr(base, name)
         if not low <= value <= high:
             out.append(f"{name} {value:.3f} outside [{low:g}, {high:g}]")
+    if m.bleu_signature:
+        figures["cross_modal_bleu_signature"] = m.bleu_signature
     findings: list[Finding] = []
     if out:
         findings.append(

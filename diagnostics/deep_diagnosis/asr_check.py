@@ -1,9 +1,11 @@
 """Phase-2 check ``asr_check``: does the service still hear what the golden clips say?
 
 Each golden clip goes through the version's transcription API (its language given, as a client
-would). Per clip: WER (English) or CER (Chinese) against the expected text — normalised as
-:func:`diagnostics.golden_set.error_rate` does, computed by jiwer — the reference Whisper's transcript of
-the same clip as a second opinion (so a hard clip is not blamed on the service), and the latency. A
+would). Per clip: the clip language's error rate against the expected text — WER for
+space-delimited languages, CER for those written without spaces (Chinese folded Traditional ->
+Simplified by OpenCC first), normalised as :func:`diagnostics.golden_set.error_rate` does, computed
+by jiwer — the reference Whisper's transcript of the same clip as a second opinion (so a hard clip
+is not blamed on the service), and the latency. A
 timeout or an error answer is a finding (the runbook's audio timeout), not a missing value.
 Judged on absolute bounds and against the baseline's mean error rate. An ``ok`` needs enough clips
 behind it: no failing clip is ``ok`` only when the exact upper bound of the failing share (at

@@ -16,7 +16,7 @@ Masking happens in memory, before anything is written: no unmasked byte reaches 
 The bundle is written to a temporary sibling folder and renamed into place, so it appears whole or
 not at all, and an existing bundle is never overwritten (bundles are immutable).
 
-Digests (canonical JSON: :mod:`diagnostics.verified_delivery.audit.canonical`)::
+Digests (canonical JSON, RFC 8785: :mod:`diagnostics.verified_delivery.audit.canonical`)::
 
     bundle_digest = sha256(canonical(manifest) + previous_digest)   # "" for the first bundle
     signature     = HMAC-SHA256(signing key, bundle_digest)         # hex, ASCII
@@ -29,8 +29,14 @@ later link. The manifest records it too, and the seal repeats the manifest's inc
 time and previous digest: since the signature vouches for the digest and the digest for the
 manifest, a verifier can tell which of the two files was changed.
 
-Hidden files (temp and lock files), symbolic links and binary files (which cannot be masked line
-by line) are left out, and listed in the manifest with the reason.
+Hidden files (temp and lock files), symbolic links, binary files (which cannot be masked line
+by line) and files whose names are not UTF-8 (JCS holds only Unicode) are left out, and listed in
+the manifest with the reason.
+
+Formats: ``triage24.audit-bundle/v2`` (this one) digests and stores RFC 8785 (JCS) bytes; v1 used
+Python's ``json.dumps`` form (:func:`~diagnostics.verified_delivery.audit.canonical.legacy_canonical_json`),
+which other languages cannot reproduce for every float. v1 bundles still verify, by their own form
+(:data:`CANONICAL_FORMS`), and the verifier says they are v1 (or rejects them when asked to).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -48,12 +54,25 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from diagnostics.runbooks.pii import PiiPolicy
-from diagnostics.verified_delivery.audit.canonical import canonical_json, file_sha256, sha256_hex
+from diagnostics.verified_delivery.audit.canonical import (
+    canonical_json,
+    file_sha256,
+    jcs_safe,
+    legacy_canonical_json,
+    sha256_hex,
+)
 from diagnostics.verified_delivery.audit.keys import AuditKey
 from diagnostics.verified_delivery.audit.masking import PiiMasker, load_pii_policy
 
-FORMAT = "triage24.audit-bundle/v1"
-SNAPSHOT_FORMAT = "triage24.decision-snapshot/v1"
+FORMAT = "triage24.audit-bundle/v2"
+FORMAT_V1 = "triage24.audit-bundle/v1"
+#: The canonical JSON each bundle format digests and stores (v1: before RFC 8785).
+CANONICAL_FORMS: dict[str, Callable[[Any], bytes]] = {
+    FORMAT_V1: legacy_canonical_json,
+    FORMAT: canonical_json,
+}
+BundleFormat = Literal["triage24.audit-bundle/v1", "triage24.audit-bundle/v2"]
+SNAPSHOT_FORMAT = "triage24.decision-snapshot/v2"
 EVIDENCE = "evidence"
 SNAPSHOT = "decision_snapshot.json"
 SNAPSHOT_SHA = "decision_snapshot.json.sha256"
@@ -82,7 +101,7 @@ class Omitted(_Strict):
     """An artifact of the incident that is not in the bundle, and why (its digest, so it is anchored)."""
 
     path: str
-    reason: Literal["hidden", "symlink", "binary"]
+    reason: Literal["hidden", "symlink", "binary", "non_utf8_name"]
     size: int | None = None
     sha256: str | None = None
 
@@ -95,7 +114,7 @@ class PolicyRecord(_Strict):
 
 
 class Manifest(_Strict):
-    format: Literal["triage24.audit-bundle/v1"]
+    format: BundleFormat
     incident_id: str
     created_at: str
     previous_digest: str | None = Field(pattern=_HEX64, description="the chain's previous bundle digest")
@@ -106,7 +125,7 @@ class Manifest(_Strict):
 
 
 class Seal(_Strict):
-    format: Literal["triage24.audit-bundle/v1"]
+    format: BundleFormat
     incident_id: str
     created_at: str
     bundle_digest: str = Field(pattern=_HEX64)
@@ -132,9 +151,20 @@ class BundleInfo(BaseModel):
     omitted: list[Omitted] = Field(default_factory=list)
 
 
+def canonical_for(bundle_format: object) -> Callable[[Any], bytes]:
+    """The canonical JSON of a bundle format (:data:`CANONICAL_FORMS`); RFC 8785 for any other."""
+    return (
+        CANONICAL_FORMS.get(bundle_format, canonical_json)
+        if isinstance(bundle_format, str)
+        else canonical_json
+    )
+
+
 def bundle_digest(manifest: Mapping[str, Any], previous_digest: str | None) -> str:
-    """``sha256(canonical(manifest) + previous_digest)``; the first bundle of a chain uses ``""``."""
-    return sha256_hex(canonical_json(manifest) + (previous_digest or "").encode("ascii"))
+    """``sha256(canonical(manifest) + previous_digest)``; the first bundle of a chain uses ``""``.
+    The canonical form is the manifest's format's (RFC 8785 from v2 on)."""
+    canonical = canonical_for(manifest.get("format"))
+    return sha256_hex(canonical(manifest) + (previous_digest or "").encode("ascii"))
 
 
 def sign(key: AuditKey, digest: str) -> str:
@@ -252,7 +282,9 @@ def approval(decided_by: str) -> dict[str, Any]:
 
 
 def decision_snapshot(incident_id: str, masked: Mapping[str, Any]) -> dict[str, Any]:
-    """The snapshot from the masked JSON artifacts (bundle-relative evidence path -> value)."""
+    """The snapshot from the masked JSON artifacts (bundle-relative evidence path -> value). Values
+    JCS cannot hold (integers beyond 2^53, NaN, lone surrogates) are written as strings
+    (:func:`~diagnostics.verified_delivery.audit.canonical.jcs_safe`); the evidence keeps them."""
 
     def get(rel: str) -> dict[str, Any] | None:
         value = masked.get(f"{EVIDENCE}/{rel}")
@@ -287,7 +319,7 @@ def decision_snapshot(incident_id: str, masked: Mapping[str, Any]) -> dict[str, 
             )
         actions.append({"source": rel, **entry})
     humans = sorted({a["human"] for a in approvals if a.get("human")})
-    return {
+    snapshot: dict[str, Any] = {
         "format": SNAPSHOT_FORMAT,
         "incident_id": incident_id,
         "incident": get("incident.json"),
@@ -297,6 +329,8 @@ def decision_snapshot(incident_id: str, masked: Mapping[str, Any]) -> dict[str, 
         "approvals": approvals,
         "approved_by": humans,
     }
+    safe: dict[str, Any] = jcs_safe(snapshot)
+    return safe
 
 
 # --- building -------------------------------------------------------------------------------------
@@ -321,6 +355,16 @@ class _Contents:
             self._add(masker, rel, path)
 
     def _add(self, masker: PiiMasker, rel: str, path: Path) -> None:
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError:  # os.walk's surrogate escapes of name bytes that are not UTF-8
+            shown = masker.text(os.fsencode(rel).decode("utf-8", "backslashreplace"))  # "\xff" as text
+            if path.is_symlink():
+                self.omitted.append(Omitted(path=shown, reason="non_utf8_name"))
+            else:
+                sha, size = file_sha256(path)
+                self.omitted.append(Omitted(path=shown, reason="non_utf8_name", size=size, sha256=sha))
+            return
         if path.is_symlink():
             self.omitted.append(Omitted(path=masker.text(rel), reason="symlink"))
             return

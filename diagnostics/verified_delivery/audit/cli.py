@@ -4,6 +4,9 @@
     triage24 audit verify BUNDLE [--json]                     one bundle (exit 1: any problem)
     triage24 audit verify --chain [ROOT] [--json]             every bundle and link of the chain
 
+``--reject-legacy``: a v1 bundle (sealed before RFC 8785 canonical JSON) is a problem instead of
+being verified by its own canonical form.
+
 The key is read from ``TRIAGE24_AUDIT_KEY`` (never printed). ``--root`` / ``ROOT`` default to the
 artifact root (``TRIAGE24_ARTIFACT_ROOT``, else ``<TRIAGE24_HOME>/artifacts``). Output is plain
 text, one problem per line (``kind: path: what``), then one status line; ``--json`` prints the
@@ -66,9 +69,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 2
     if args.chain:
         root = Path(args.path) if args.path else Settings().artifacts
-        result: Any = verify_chain(root, key)
+        result: Any = verify_chain(root, key, accept_legacy=not args.reject_legacy)
     else:
-        result = verify_bundle(Path(args.path), key)
+        result = verify_bundle(Path(args.path), key, accept_legacy=not args.reject_legacy)
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
@@ -97,4 +100,9 @@ def register(subparsers: Any) -> None:
     verify.add_argument("path", nargs="?", help="the bundle folder; with --chain: the artifact root")
     verify.add_argument("--chain", action="store_true", help="verify the chain under the artifact root")
     verify.add_argument("--json", action="store_true", help="the typed result as JSON")
+    verify.add_argument(
+        "--reject-legacy",
+        action="store_true",
+        help="a v1 bundle (canonical JSON before RFC 8785) is a problem, not verified by its own form",
+    )
     verify.set_defaults(func=cmd_verify)

@@ -15,7 +15,10 @@ reports, each as its own :class:`AuditProblem`:
 - ``bad_signature``: the seal's signature is not the HMAC of its digest under the key given (or was
   made with another key: the key ids differ);
 - ``chain_break`` (:func:`verify_chain`): a bundle whose previous digest is not its predecessor's
-  digest, an index line out of sequence, or an index that disagrees with the bundle's seal.
+  digest, an index line out of sequence, or an index that disagrees with the bundle's seal;
+- ``legacy_format``: a v1 bundle (digests over Python's ``json.dumps`` form, not RFC 8785) when the
+  caller asked to reject those (``accept_legacy=False``, ``triage24 audit verify --reject-legacy``).
+  By default a v1 bundle is verified by its own canonical form, and the result says ``format`` v1.
 
 The result is a :class:`~diagnostics.incident.results.CheckResult` with status ``ok`` or ``failed`` (nothing
 in between: a bundle is intact or it is not), so it can be stored and shown like any check.
@@ -34,6 +37,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from diagnostics.incident.results import CheckResult, Status
 from diagnostics.verified_delivery.audit.bundle import (
+    CANONICAL_FORMS,
+    FORMAT,
+    FORMAT_V1,
     MANIFEST,
     SEAL,
     SNAPSHOT,
@@ -42,9 +48,10 @@ from diagnostics.verified_delivery.audit.bundle import (
     Manifest,
     Seal,
     bundle_digest,
+    canonical_for,
     sign,
 )
-from diagnostics.verified_delivery.audit.canonical import canonical_json, file_sha256, sha256_hex
+from diagnostics.verified_delivery.audit.canonical import file_sha256, sha256_hex
 from diagnostics.verified_delivery.audit.chain import BUNDLES_DIR, CHAIN_FILE, audit_dir, parse_chain
 from diagnostics.verified_delivery.audit.keys import AuditKey
 
@@ -60,6 +67,7 @@ class ProblemKind(StrEnum):
     BAD_DIGEST = "bad_digest"
     BAD_SIGNATURE = "bad_signature"
     CHAIN_BREAK = "chain_break"
+    LEGACY_FORMAT = "legacy_format"
 
 
 class AuditProblem(BaseModel):
@@ -79,6 +87,7 @@ class BundleVerification(CheckResult):
     incident_id: str | None = None
     bundle_digest: str | None = Field(default=None, description="the seal's digest, when readable")
     previous_digest: str | None = Field(default=None, description="the seal's previous digest")
+    format: str | None = Field(default=None, description="the manifest's (else the seal's) bundle format")
     files_checked: int = 0
     problems: list[AuditProblem] = Field(default_factory=list)
 
@@ -128,13 +137,22 @@ def _read_canonical(
         return None, None
     try:
         data = json.loads(raw)
-        canonical = canonical_json(data)
     except ValueError as exc:  # includes UnicodeDecodeError
         problems.add(ProblemKind.MALFORMED, rel, f"not JSON: {exc}")
         return None, None
     if not isinstance(data, dict):
         problems.add(ProblemKind.MALFORMED, rel, f"expected a JSON object, got {type(data).__name__}")
         return None, None
+    fmt = data.get("format")
+    if not isinstance(fmt, str) or fmt not in CANONICAL_FORMS:
+        known = ", ".join(CANONICAL_FORMS)
+        problems.add(ProblemKind.MALFORMED, rel, f"format {fmt!r} is not one this verifier knows ({known})")
+        return data, None
+    try:
+        canonical = canonical_for(fmt)(data)
+    except ValueError as exc:  # JSON that its format's canonical form cannot hold (JCS: lone surrogates)
+        problems.add(ProblemKind.MALFORMED, rel, f"no canonical form: {exc}")
+        return data, None
     if canonical != raw:
         problems.add(ProblemKind.MODIFIED, rel, "not in canonical form: the file was edited after sealing")
     try:
@@ -147,6 +165,7 @@ def _read_canonical(
 
 
 def _check_snapshot(path: Path, manifest: Manifest, problems: _Problems) -> None:
+    canonical_json = canonical_for(manifest.format)
     if SNAPSHOT not in manifest.files:
         problems.add(ProblemKind.BAD_SNAPSHOT, SNAPSHOT, "the manifest does not list the decision snapshot")
     try:
@@ -179,14 +198,24 @@ def _check_snapshot(path: Path, manifest: Manifest, problems: _Problems) -> None
         )
 
 
-def verify_bundle(path: Path, key: AuditKey) -> BundleVerification:
-    """Every file, the snapshot, the digest and the signature of one bundle."""
+def verify_bundle(path: Path, key: AuditKey, *, accept_legacy: bool = True) -> BundleVerification:
+    """Every file, the snapshot, the digest and the signature of one bundle. A v1 bundle (before
+    RFC 8785) is verified by its own canonical form, or is a ``legacy_format`` problem when
+    ``accept_legacy`` is False."""
     problems = _Problems()
     if not path.is_dir():
         problems.add(ProblemKind.MISSING, str(path), "no bundle folder here")
         return _bundle_result(path, problems, None, None, 0)
     manifest_data, manifest = _read_canonical(path / MANIFEST, MANIFEST, Manifest, problems)
     _, seal = _read_canonical(path / SEAL, SEAL, Seal, problems)
+    fmt = manifest.format if manifest else (seal.format if seal else None)
+    if fmt == FORMAT_V1 and not accept_legacy:
+        problems.add(
+            ProblemKind.LEGACY_FORMAT,
+            MANIFEST if manifest else SEAL,
+            f"{FORMAT_V1}: its digests are over Python's json.dumps form, which other languages cannot "
+            f"reproduce (not RFC 8785); rejected as asked (new bundles are {FORMAT})",
+        )
 
     present = _files(path)
     checked = 0
@@ -256,7 +285,7 @@ def _check_seal(
             + f" digest is {_short(seal.bundle_digest)}: {changed} was changed",
         )
         return
-    for name in ("incident_id", "created_at", "previous_digest"):
+    for name in ("format", "incident_id", "created_at", "previous_digest"):
         ours, theirs = getattr(seal, name), getattr(manifest, name)
         if ours != theirs:
             problems.add(ProblemKind.MODIFIED, SEAL, f"{name} {ours!r}, the manifest's is {theirs!r}")
@@ -266,10 +295,17 @@ def _bundle_result(
     path: Path, problems: _Problems, manifest: Manifest | None, seal: Seal | None, checked: int
 ) -> BundleVerification:
     items = problems.items
+    fmt = manifest.format if manifest else (seal.format if seal else None)
     if items:
         summary = f"{path}: {len(items)} problem(s); first: {items[0]}"
     else:
-        summary = f"{path}: intact, {checked} files, digest {_short(seal.bundle_digest if seal else None)}"
+        legacy = (
+            f" (format {FORMAT_V1}: sealed over the pre-RFC 8785 canonical JSON, verified by it)"
+            if fmt == FORMAT_V1
+            else ""
+        )
+        digest = _short(seal.bundle_digest if seal else None)
+        summary = f"{path}: intact{legacy}, {checked} files, digest {digest}"
     return BundleVerification(
         status=Status.FAILED if items else Status.OK,
         summary=summary,
@@ -277,6 +313,7 @@ def _bundle_result(
         incident_id=manifest.incident_id if manifest else (seal.incident_id if seal else None),
         bundle_digest=seal.bundle_digest if seal else None,
         previous_digest=manifest.previous_digest if manifest else (seal.previous_digest if seal else None),
+        format=fmt,
         files_checked=checked,
         problems=items,
     )
@@ -294,9 +331,10 @@ def _bundles_on_disk(directory: Path) -> set[str]:
     return out
 
 
-def verify_chain(root: Path, key: AuditKey) -> ChainVerification:
+def verify_chain(root: Path, key: AuditKey, *, accept_legacy: bool = True) -> ChainVerification:
     """Every bundle of the chain index under ``root`` (the artifact root, or its audit folder), every
-    link between them, and every bundle on disk that the index does not know."""
+    link between them, and every bundle on disk that the index does not know (``accept_legacy``: as
+    :func:`verify_bundle`; a chain may hold v1 bundles before v2 ones)."""
     directory = audit_dir(root)
     index = directory / CHAIN_FILE
     problems = _Problems()
@@ -333,7 +371,7 @@ def verify_chain(root: Path, key: AuditKey) -> ChainVerification:
         if not bundle_path.resolve().is_relative_to(resolved_dir):
             problems.add(ProblemKind.MALFORMED, where, "the bundle path leaves the audit folder")
             continue
-        result = verify_bundle(bundle_path, key)
+        result = verify_bundle(bundle_path, key, accept_legacy=accept_legacy)
         results.append(result)
         problems.items.extend(
             AuditProblem(kind=p.kind, path=f"{entry.bundle}/{p.path}", message=p.message)

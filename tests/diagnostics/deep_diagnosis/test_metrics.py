@@ -231,16 +231,56 @@ def test_temporal_judge_flags_a_skewed_clock(ctx: DeepContext) -> None:
 
 def test_bleu_macro_f1_and_their_bands() -> None:
     refs = ["a large red circle on the left", "a small blue square"]
-    assert alignment_quality.corpus_bleu(refs, refs) == pytest.approx(1.0)
+    assert alignment_quality.corpus_bleu(refs, refs) == 1.0  # sacrebleu's 100.00000000000004, clamped
     assert alignment_quality.corpus_bleu(refs, ["green", "yellow"]) == 0.0
-    partial = alignment_quality.corpus_bleu(refs, ["a small red circle on the left", "a small blue square"])
-    # hand count: unigrams 10/11, bigrams (7+1)/(9+1), trigrams (5+1)/(7+1), 4-grams (3+1)/(5+1), BP 1
-    expected = math.exp((math.log(10 / 11) + math.log(8 / 10) + math.log(6 / 8) + math.log(4 / 6)) / 4)
-    assert partial == pytest.approx(expected)
+    partial, signature = alignment_quality.corpus_bleu_score(
+        refs, ["a small red circle on the left", "a small blue square"]
+    )
+    # hand count: unigrams 10/11, bigrams 7/9, trigrams 5/7, 4-grams 3/5, BP 1; no count is zero, so
+    # this is Papineni's unsmoothed BLEU (the former add-one smoothing gave 0.7765)
+    expected = math.exp((math.log(10 / 11) + math.log(7 / 9) + math.log(5 / 7) + math.log(3 / 5)) / 4)
+    assert partial == pytest.approx(expected) and round(partial, 4) == 0.7419
+    assert signature.startswith("nrefs:1|case:lc|eff:no|tok:13a|smooth:exp|version:")
     assert alignment_quality.macro_f1(["x", "x", "y"], ["x", "x", "y"]) == 1.0
     assert alignment_quality.macro_f1(["x", "x", "y"], ["x", "y", "y"]) == pytest.approx((2 / 3 + 2 / 3) / 2)
     with pytest.raises(ValueError, match="band"):
         alignment_quality.Thresholds(modality_f1=(0.9, 0.1))
+
+
+def test_bleu_settings_reproduce_sacrebleus_documented_example() -> None:
+    from sacrebleu.metrics import BLEU
+
+    # sacrebleu's README: "BLEU = 48.53 82.4/50.0/45.5/37.5 (BP = 0.943 ratio = 0.944 hyp_len = 17
+    # ref_len = 18)" with the default 13a tokenizer and exp smoothing, which the check uses
+    refs = [
+        ["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
+        ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."],
+    ]
+    hyps = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
+    bleu = BLEU(
+        tokenize=alignment_quality.bleu_tokenizer(refs[0]), smooth_method=alignment_quality.BLEU_SMOOTHING
+    )
+    score = bleu.corpus_score(hyps, refs)
+    assert round(score.score, 2) == 48.53
+    assert [round(p, 1) for p in score.precisions] == [82.4, 50.0, 45.5, 37.5]
+    assert round(score.bp, 3) == 0.943 and (score.sys_len, score.ref_len) == (17, 18)
+
+
+def test_chinese_captions_are_tokenised_per_character() -> None:
+    value, signature = alignment_quality.corpus_bleu_score(["一个大的红色圆形"], ["一个小的红色圆形"])
+    assert "tok:zh" in signature
+    # 8 characters, one substituted: 7/8, 5/7, 3/6, 2/5 (no smoothing needed), BP 1
+    assert value == pytest.approx((7 / 8 * 5 / 7 * 3 / 6 * 2 / 5) ** 0.25)
+
+
+def test_the_bleu_signature_reaches_the_figures(ctx: DeepContext) -> None:
+    m = alignment_quality.Measurement(
+        image_dim=8, text_dim=8, modality_f1=1.0, cross_modal_bleu=0.55, visual_textual_cer=0.0,
+        bleu_signature="nrefs:1|case:lc|eff:no|tok:13a|smooth:exp|version:2.6.0",
+    )  # fmt: skip
+    out = alignment_quality.judge(ctx, "canary", m, None, alignment_quality.Thresholds())
+    assert out.status is Status.FAILED and "cross_modal_bleu 0.550 outside [0.6, 1]" in out.summary
+    assert out.figures["cross_modal_bleu_signature"] == m.bleu_signature
 
 
 def test_phase2_evidence_keeps_both_versions_and_each_checks_comparison() -> None:

@@ -87,3 +87,39 @@ def sample(seed: int) -> PiiSample:
 
 def all_bytes(directory: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file())
+
+
+def reseal_as_v1(bundle: Path) -> None:
+    """Rewrite a (v2) bundle in place as the v1 format sealed it: Python's json.dumps canonical form,
+    v1 format names, digest and signature recomputed with :data:`KEY`. The snapshot gets floats whose
+    v1 text differs from RFC 8785's (``1.0``, ``1e-07``), so the two forms are told apart."""
+    from diagnostics.verified_delivery.audit.bundle import (
+        FORMAT_V1,
+        MANIFEST,
+        SEAL,
+        SNAPSHOT,
+        SNAPSHOT_SHA,
+        bundle_digest,
+        sign,
+    )
+    from diagnostics.verified_delivery.audit.canonical import legacy_canonical_json, sha256_hex
+
+    snapshot = json.loads((bundle / SNAPSHOT).read_bytes())
+    snapshot["format"] = "triage24.decision-snapshot/v1"
+    snapshot["floats"] = [1.0, 1e-07, 1e16]
+    raw = legacy_canonical_json(snapshot)
+    (bundle / SNAPSHOT).write_bytes(raw)
+    snapshot_sha = sha256_hex(raw)
+    sha_line = f"{snapshot_sha}  {SNAPSHOT}\n".encode("ascii")
+    (bundle / SNAPSHOT_SHA).write_bytes(sha_line)
+    manifest = json.loads((bundle / MANIFEST).read_bytes())
+    manifest["format"] = FORMAT_V1
+    manifest["snapshot_sha256"] = snapshot_sha
+    manifest["files"][SNAPSHOT] = {"sha256": snapshot_sha, "size": len(raw)}
+    manifest["files"][SNAPSHOT_SHA] = {"sha256": sha256_hex(sha_line), "size": len(sha_line)}
+    (bundle / MANIFEST).write_bytes(legacy_canonical_json(manifest))
+    seal = json.loads((bundle / SEAL).read_bytes())
+    seal["format"] = FORMAT_V1
+    seal["bundle_digest"] = bundle_digest(manifest, seal["previous_digest"])
+    seal["signature"] = sign(KEY, seal["bundle_digest"])
+    (bundle / SEAL).write_bytes(legacy_canonical_json(seal))

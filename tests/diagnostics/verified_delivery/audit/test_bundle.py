@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import tempfile
 from datetime import UTC, datetime
@@ -93,12 +94,14 @@ def test_digest_and_signature_are_the_documented_construction(tmp_path: Path) ->
 
 
 def test_canonical_json_is_sorted_compact_utf8() -> None:
-    assert canonical_json({"b": [1, 2.5, None], "a": "上海", "c": {"z": True, "y": 1e-07}}) == (
-        '{"a":"上海","b":[1,2.5,null],"c":{"y":1e-07,"z":true}}'.encode()
+    # RFC 8785: ECMAScript number form (1e-7, not Python's 1e-07; 1, not 1.0); the vectors are in
+    # test_canonical.py
+    assert canonical_json({"b": [1, 2.5, None, 1.0], "a": "上海", "c": {"z": True, "y": 1e-07}}) == (
+        '{"a":"上海","b":[1,2.5,null,1],"c":{"y":1e-7,"z":true}}'.encode()
     )
-    assert canonical_json({"s": "\ud800"}) == b'{"s":"\\ud800"}'  # a lone surrogate stays an escape
-    with pytest.raises(ValueError):
-        canonical_json({"x": float("nan")})
+    for refused in ({"s": "\ud800"}, {"x": float("nan")}, {"n": 2**53}):  # not I-JSON: refused
+        with pytest.raises(ValueError):
+            canonical_json(refused)
 
 
 def test_the_decision_snapshot_holds_inputs_thresholds_models_outcome_and_approver(tmp_path: Path) -> None:
@@ -179,6 +182,31 @@ def test_hidden_binary_and_symlinked_files_are_left_out_and_listed(tmp_path: Pat
     assert b"leak@example.com" not in all_bytes(bundle)
     manifest = json.loads((bundle / MANIFEST).read_bytes())
     assert {o["path"] for o in manifest["omitted"]} == set(left)
+    assert verify_bundle(bundle, KEY).status is Status.OK
+
+
+def test_a_file_name_that_is_not_utf8_is_left_out_and_listed(tmp_path: Path) -> None:
+    incident = copy_incident(tmp_path / "artifacts")
+    with open(os.fsencode(incident / "golden_window") + b"/notes-\xff.txt", "wb") as fh:
+        fh.write(b"latin-1 name\n")
+    bundle = tmp_path / "bundle"
+    info = build_bundle(incident, bundle, KEY, None, policy=POLICY)
+    assert [(o.path, o.reason, o.size) for o in info.omitted] == [
+        ("golden_window/notes-\\xff.txt", "non_utf8_name", 13)
+    ]
+    assert verify_bundle(bundle, KEY).status is Status.OK
+
+
+def test_values_jcs_refuses_reach_the_snapshot_as_strings(tmp_path: Path) -> None:
+    incident = copy_incident(tmp_path / "artifacts")
+    path = incident / "decision" / "decision.json"
+    decision = json.loads(path.read_text())
+    decision["inputs"] = {"trace": 2**70, "score": float("nan"), "label": "x\ud800"}
+    path.write_text(json.dumps(decision))  # Python writes NaN and the lone surrogate's escape
+    bundle = tmp_path / "bundle"
+    build_bundle(incident, bundle, KEY, None, policy=POLICY)
+    snap = json.loads((bundle / SNAPSHOT).read_bytes())
+    assert snap["decision"]["inputs"] == {"trace": str(2**70), "score": "NaN", "label": "x\ufffd"}
     assert verify_bundle(bundle, KEY).status is Status.OK
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from diagnostics.cli import main
 from diagnostics.verified_delivery.audit.chain import CHAIN_FILE
-from tests.diagnostics.verified_delivery.audit.conftest import INCIDENT, SECRET, copy_incident
+from tests.diagnostics.verified_delivery.audit.conftest import INCIDENT, SECRET, copy_incident, reseal_as_v1
 
 
 @pytest.fixture
@@ -112,3 +112,15 @@ def test_a_wrong_key_fails_verification(
     monkeypatch.setenv("TRIAGE24_AUDIT_KEY", "a-different-key-of-enough-length")
     code, out, _ = _run(capsys, "verify", bundle)
     assert code == 1 and out[0].startswith("bad_signature: seal.json: signed with key id ")
+
+
+def test_a_v1_bundle_passes_and_says_so_or_fails_with_reject_legacy(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = _run(capsys, "build", INCIDENT)
+    bundle = Path(out[0].removeprefix("bundle "))
+    reseal_as_v1(bundle)  # the chain index still holds the v2 digest: verify the bundle alone
+    code, out, _ = _run(capsys, "verify", str(bundle))
+    assert code == 0 and out[0].startswith("ok: ") and "(format triage24.audit-bundle/v1: " in out[0]
+    code, out, _ = _run(capsys, "verify", str(bundle), "--reject-legacy")
+    assert code == 1 and out[0].startswith("legacy_format: manifest.json: triage24.audit-bundle/v1: ")

@@ -22,6 +22,8 @@ from diagnostics.verified_delivery.audit import (
     verify_chain,
 )
 from diagnostics.verified_delivery.audit.bundle import (
+    FORMAT,
+    FORMAT_V1,
     MANIFEST,
     SEAL,
     SNAPSHOT,
@@ -29,7 +31,7 @@ from diagnostics.verified_delivery.audit.bundle import (
     bundle_digest,
     sign,
 )
-from diagnostics.verified_delivery.audit.canonical import canonical_json, sha256_hex
+from diagnostics.verified_delivery.audit.canonical import canonical_json, legacy_canonical_json, sha256_hex
 from diagnostics.verified_delivery.audit.chain import CHAIN_FILE
 from tests.diagnostics.verified_delivery.audit.conftest import (
     INCIDENT,
@@ -37,6 +39,7 @@ from tests.diagnostics.verified_delivery.audit.conftest import (
     POLICY,
     copy_incident,
     plant_pii,
+    reseal_as_v1,
     sample,
 )
 
@@ -172,6 +175,54 @@ def test_an_edited_snapshot_is_a_bad_snapshot_digest(clean_bundle: Path, scratch
 def test_a_missing_bundle_folder_is_reported(scratch: Path) -> None:
     result = verify_bundle(scratch / "nothing", KEY)
     assert result.status is Status.FAILED and result.problems[0].kind is ProblemKind.MISSING
+
+
+def test_a_new_bundle_is_format_v2_rfc_8785(clean_bundle: Path) -> None:
+    result = verify_bundle(clean_bundle, KEY)
+    assert result.format == FORMAT == "triage24.audit-bundle/v2" and "pre-RFC 8785" not in result.summary
+    for name in (MANIFEST, SEAL, SNAPSHOT):
+        assert json.loads((clean_bundle / name).read_bytes())["format"].endswith("/v2")
+
+
+def test_a_v1_bundle_verifies_by_its_own_form_and_says_so(clean_bundle: Path, scratch: Path) -> None:
+    bundle = scratch / "b"
+    shutil.copytree(clean_bundle, bundle)
+    reseal_as_v1(bundle)
+    raw = (bundle / SNAPSHOT).read_bytes()
+    assert raw != canonical_json(json.loads(raw))  # 1.0, 1e-07: the v1 bytes are not RFC 8785's
+    result = verify_bundle(bundle, KEY)
+    assert result.status is Status.OK, [str(p) for p in result.problems]
+    assert result.format == FORMAT_V1 and "sealed over the pre-RFC 8785 canonical JSON" in result.summary
+    strict = verify_bundle(bundle, KEY, accept_legacy=False)
+    assert [(p.kind, p.path) for p in strict.problems] == [(ProblemKind.LEGACY_FORMAT, MANIFEST)]
+    assert "not RFC 8785" in strict.problems[0].message and strict.status is Status.FAILED
+    # a v1 file re-encoded in the v2 form is not in its canonical form: an edit after sealing
+    (bundle / SNAPSHOT).write_bytes(canonical_json(json.loads(raw)))
+    kinds = {(p.kind, p.path) for p in verify_bundle(bundle, KEY).problems}
+    assert (ProblemKind.BAD_SNAPSHOT, SNAPSHOT) in kinds
+
+
+def test_relabelling_the_format_breaks_the_digest(clean_bundle: Path, scratch: Path) -> None:
+    bundle = scratch / "b"
+    shutil.copytree(clean_bundle, bundle)
+    manifest = json.loads((bundle / MANIFEST).read_bytes())
+    manifest["format"] = FORMAT_V1  # a v2 manifest passed off as v1, not re-signed
+    (bundle / MANIFEST).write_bytes(legacy_canonical_json(manifest))
+    kinds = [(p.kind, p.path) for p in verify_bundle(bundle, KEY).problems]
+    assert (ProblemKind.BAD_DIGEST, MANIFEST) in kinds
+
+
+def test_an_unknown_format_is_named(clean_bundle: Path, scratch: Path) -> None:
+    bundle = scratch / "b"
+    shutil.copytree(clean_bundle, bundle)
+    seal = json.loads((bundle / SEAL).read_bytes())
+    seal["format"] = "triage24.audit-bundle/v9"
+    (bundle / SEAL).write_bytes(canonical_json(seal))
+    problems = verify_bundle(bundle, KEY).problems
+    assert [str(p) for p in problems] == [
+        "malformed: seal.json: format 'triage24.audit-bundle/v9' is not one this verifier knows "
+        "(triage24.audit-bundle/v1, triage24.audit-bundle/v2)"
+    ]
 
 
 # --- the chain ------------------------------------------------------------------------------------

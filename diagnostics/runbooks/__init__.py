@@ -162,17 +162,17 @@ def _cross_check(books: Runbooks) -> None:
     by_phase = {"phase1": phase1, "phase2": set(deep.checks) if deep else set()}
     required = books.decision.required_evidence
     for outcome, needs in (("continue", required.continue_), ("promote", required.promote)):
-        for phase, listed in (("phase1", needs.phase1), ("phase2", needs.phase2)):
+        for which, listed in (("phase1", needs.phase1), ("phase2", needs.phase2)):
             for i, check in enumerate(listed):
-                if check not in by_phase[phase]:
-                    sop_phase = "golden_window" if phase == "phase1" else "deep_diagnosis"
+                if check not in by_phase[which]:
+                    sop_phase = "golden_window" if which == "phase1" else "deep_diagnosis"
                     problems.append(
                         Problem(
                             d / "decision.yaml",
                             None,
-                            f"required_evidence.{outcome}.{phase}[{i}]",
+                            f"required_evidence.{outcome}.{which}[{i}]",
                             f"{check} is not a {sop_phase} check in sop.yaml "
-                            f"({', '.join(sorted(by_phase[phase]))})",
+                            f"({', '.join(sorted(by_phase[which]))})",
                         )
                     )
     if problems:

@@ -1,5 +1,5 @@
 # The two commands of the README. Both set everything up first (idempotent).
-.PHONY: demo test check setup setup-dev down status
+.PHONY: demo test check setup setup-dev down status results
 
 demo: setup           ## set up, start the local stack and run the main job end to end
 	.venv/bin/triage24 demo
@@ -21,3 +21,6 @@ down:                 ## stop the local stack
 
 status:
 	.venv/bin/triage24 stack status
+
+results:              ## benchmarks/RESULTS.md from benchmarks/results/*.json (never edited by hand)
+	.venv/bin/triage24 results render

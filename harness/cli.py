@@ -277,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.scenario.cli import register as register_scenario
 
     register_scenario(sub)
+
+    from harness.results_md.cli import register as register_results
+
+    register_results(sub)
     return parser
 
 

@@ -24,7 +24,7 @@ from triage24_airflow.gate import human_gates
 from triage24_airflow.sop import SopLayout
 
 from diagnostics.incident import task_ids as T
-from diagnostics.runbooks.decision import HUMAN_OPTIONS
+from diagnostics.runbooks.decision import GATE_OPTIONS, SUPERSEDED
 
 SOP = SopLayout.load(deadline_alerts=os.environ.get("TRIAGE24_DEADLINE_ALERTS", "1") != "0")
 
@@ -98,9 +98,9 @@ def decision(phase2_done: Any, fast: FastPath) -> Decided:
                 choice: EmptyOperator(
                     task_id=T.in_group(T.human_choice(choice)),
                     trigger_rule="none_failed_min_one_success",
-                    doc_md=f"A human (or the timeout) chose: {label}",
+                    doc_md=f"The gate's answer (a human, the timeout, or the intake superseding): {label}",
                 )
-                for choice, label in HUMAN_OPTIONS.items()
+                for choice, label in GATE_OPTIONS.items()
             },
         )
         branch >> [decided.go_rollback, decided.go_continue, decided.done_by_fast_path]
@@ -110,7 +110,8 @@ def decision(phase2_done: Any, fast: FastPath) -> Decided:
 
 
 def response(decided: Decided) -> list[Any]:
-    """Apply what was decided, then verify it: roll back, continue (or promote), or hold."""
+    """Apply what was decided, then verify it: roll back, continue (or promote), hold, or leave it to
+    the re-evaluation run that superseded this one."""
     with TaskGroup(T.RESPONSE, tooltip="Apply what was decided, then verify it"):
         rolled_back = tasks.rollback.override(task_id="rollback")()
         [decided.go_rollback, decided.approved["rollback"]] >> rolled_back
@@ -118,7 +119,9 @@ def response(decided: Decided) -> list[Any]:
         [decided.go_continue, decided.approved["continue"]] >> continued
         held = tasks.hold()
         decided.approved["hold"] >> held
-        return [tasks.verify.override(task_id="verify_recovery")(rolled_back), continued, held]
+        superseded = tasks.superseded()
+        decided.approved[SUPERSEDED] >> superseded
+        return [tasks.verify.override(task_id="verify_recovery")(rolled_back), continued, held, superseded]
 
 
 def verified_delivery(after: list[Any]) -> None:

@@ -5,9 +5,11 @@ does not authenticate plugin routes; the intake requires the webhook token itsel
 ``diagnostics.intake`` (no Airflow import); this module supplies the Airflow parts:
 
 ``AirflowRunBackend`` creates incident runs with ``trigger_dag`` (as the REST API does, without an
-HTTP hop or credentials), reads their state and writes their notes. Every Airflow failure becomes
-``BackendUnavailable``: the delivery stays pending in the journal (HTTP 503, Alertmanager retries)
-and is replayed (by the api-server every 30 s, the reconciler DAG, ``triage24 intake reconcile``).
+HTTP hop or credentials), reads their state and task states, writes their notes, and answers a waiting
+human gate with the HITL REST API's own handler (``PATCH .../hitlDetails``, called in-process).
+Every Airflow failure becomes ``BackendUnavailable``: the delivery stays pending in the journal (HTTP
+503, Alertmanager retries) and is replayed (by the api-server every 30 s, the reconciler DAG,
+``triage24 intake reconcile``).
 
 The token: the password of the Airflow Connection ``triage24_webhook`` (extra
 ``{"previous_tokens": [...]}`` keeps old tokens valid during a rotation), else the environment
@@ -45,6 +47,16 @@ URL_PREFIX = "/triage24/intake"
 
 def _unavailable(what: str, exc: Exception) -> BackendUnavailable:
     return BackendUnavailable(f"{what}: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+class _IntakeUser:
+    """Who the HITL record says answered: the intake (the handler reads only its id and name)."""
+
+    def get_id(self) -> str:
+        return "triage24-intake"
+
+    def get_name(self) -> str:
+        return "triage24-intake"
 
 
 class AirflowRunBackend:
@@ -107,6 +119,62 @@ class AirflowRunBackend:
             raise
         except Exception as exc:
             raise _unavailable(f"setting the note of run {run_id}", exc) from None
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None] | None:
+        from airflow.models.dagrun import DagRun
+        from airflow.models.taskinstance import TaskInstance as TI
+        from airflow.utils.session import create_session
+        from sqlalchemy import select
+
+        try:
+            with create_session() as session:
+                exists = session.scalar(
+                    select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id)
+                )
+                if exists is None:
+                    return None
+                rows = session.execute(
+                    select(TI.task_id, TI.state).where(
+                        TI.dag_id == dag_id, TI.run_id == run_id, TI.map_index == -1
+                    )
+                )
+                return {
+                    str(r.task_id): None if r.state is None else str(getattr(r.state, "value", r.state))
+                    for r in rows
+                }
+        except Exception as exc:
+            raise _unavailable(f"reading the tasks of run {run_id}", exc) from None
+
+    def answer_gate(
+        self, dag_id: str, run_id: str, task_id: str, option: str, params: dict[str, Any]
+    ) -> bool:
+        from airflow.api_fastapi.core_api.datamodels.hitl import UpdateHITLDetailPayload
+        from airflow.api_fastapi.core_api.routes.public.hitl import update_hitl_detail
+        from airflow.utils.session import create_session
+        from fastapi import HTTPException
+
+        try:
+            with create_session() as session:
+                update_hitl_detail(  # the REST route's own handler: its locking, checks and resume
+                    dag_id=dag_id,
+                    dag_run_id=run_id,
+                    task_id=task_id,
+                    update_hitl_detail_payload=UpdateHITLDetailPayload(
+                        chosen_options=[option], params_input=params
+                    ),
+                    user=_IntakeUser(),
+                    session=session,
+                    map_index=-1,
+                )
+        except HTTPException as exc:
+            if exc.status_code in (404, 409):  # no longer waiting: answered, timed out or cleared
+                return False
+            raise BackendUnavailable(
+                f"answering {task_id} of run {run_id}: HTTP {exc.status_code}: {exc.detail}"
+            ) from None
+        except Exception as exc:
+            raise _unavailable(f"answering {task_id} of run {run_id}", exc) from None
+        return True
 
     def ping(self, dag_id: str) -> str:
         from airflow.models.dag import DagModel

@@ -4,6 +4,10 @@ A human's answer is never lost: the gate stores it in the incident's artifact st
 (``decision/human_gate_<grade>.json``) the moment it arrives, before it skips the other branches. A
 retried gate (the skipping failed, e.g. the API server answered 404 under load) finds that answer
 and branches by it instead of asking the same question again and waiting out the timeout.
+
+Besides the human's choices the gate offers "Superseded by new evidence": the intake answers with it
+when an update (a raised grade, a gate breach) started a re-evaluation run of the incident, naming the
+run and why in the answer's ``params_input``. It routes like hold, without escalating.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from diagnostics.config import Settings
 from diagnostics.incident import task_ids as T
 from diagnostics.incident.store import ArtifactError, find_result, write_result
-from diagnostics.runbooks.decision import HUMAN_OPTIONS, HumanGateDefault
+from diagnostics.runbooks.decision import GATE_OPTIONS, HUMAN_OPTIONS, HumanGateDefault
 from triage24_airflow import runs
 
 ANSWERS = "decision"  # = diagnostics.decision.phase.DECISION_PHASE (not imported at DAG parse)
@@ -34,10 +38,13 @@ class HumanAnswer(BaseModel):
     by: str | None = None
     at: str
     try_number: int = Field(description="the try that received the answer")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="what the answer carried (a superseding run: its id and why)"
+    )
 
     def xcom(self) -> dict[str, Any]:
-        """What ``runs.decided_by`` reads (XCom ``response``)."""
-        return {"chosen": self.chosen, "by": self.by, "at": self.at}
+        """What ``runs.decided_by`` and ``runs.gate_answer`` read (XCom ``response``)."""
+        return {"chosen": self.chosen, "by": self.by, "at": self.at, "params": self.params}
 
 
 def answer_name(task_id: str) -> str:
@@ -95,6 +102,7 @@ class HumanGate(HITLBranchOperator):
                 by=user.get("name") if isinstance(user, dict) else None,
                 at=str(event.get("responded_at")),
                 try_number=int(context["ti"].try_number),
+                params=dict(event.get("params_input") or {}),
             )
             # Stored before the branches are skipped: a failure there must not lose the answer.
             write_result(
@@ -116,9 +124,9 @@ def human_gates(defaults: Mapping[str, HumanGateDefault]) -> Iterator[HumanGate]
             task_id=T.in_group(T.human_gate(grade)),
             subject=f"Incident {{{{ run_id }}}}: the canary decision needs you ({grade})",
             body="{{ ti.xcom_pull(task_ids='" + T.DECIDE + "', key='markdown') }}",
-            options=list(HUMAN_OPTIONS.values()),
+            options=list(GATE_OPTIONS.values()),
             defaults=HUMAN_OPTIONS[default.choice.value],
-            options_mapping={label: T.human_choice(c) for c, label in HUMAN_OPTIONS.items()},
+            options_mapping={label: T.human_choice(c) for c, label in GATE_OPTIONS.items()},
             response_timeout=timedelta(seconds=default.timeout_s),
             doc_md=f"{grade}: nobody answering within {default.timeout_s:g} s means "
             f"'{HUMAN_OPTIONS[default.choice.value]}'.",

@@ -8,6 +8,7 @@ from typing import Any
 from diagnostics.golden_window.phase import EvidenceSources, open_incident
 from diagnostics.incident import task_ids
 from diagnostics.incident.model import Incident
+from diagnostics.intake.reevaluate import later_run_ids
 from diagnostics.runbooks import Runbooks, load_runbooks
 from triage24_airflow.connections import evidence_sources
 
@@ -46,14 +47,37 @@ def grades() -> list[str]:
     return [g.value for g in sorted(gate.grades)] + ["ungraded"]
 
 
-def decided_by(context: Any) -> str:
-    """Who chose the step now running: the decision itself, or the human gate (who, or the timeout)."""
+def gate_answer(context: Any) -> tuple[str, dict[str, Any]] | None:
+    """The human gate that answered in this run: (its grade, its answer), None when none did."""
     ti = context["ti"]
     for grade in grades():
         answer = ti.xcom_pull(task_ids=task_ids.human_gate(grade), key="response")
         if isinstance(answer, dict):
-            who = answer.get("by")
-            chosen = ", ".join(answer.get("chosen") or [])
-            by = f"answered by {who}" if who else "by the timeout default"
-            return f"human gate {grade}: {chosen!r} {by}"
-    return "decision"
+            return grade, answer
+    return None
+
+
+def decided_by(context: Any) -> str:
+    """Who chose the step now running: the decision itself, or the human gate (who, or the timeout)."""
+    found = gate_answer(context)
+    if found is None:
+        return "decision"
+    grade, answer = found
+    who = answer.get("by")
+    chosen = ", ".join(answer.get("chosen") or [])
+    by = f"answered by {who}" if who else "by the timeout default"
+    return f"human gate {grade}: {chosen!r} {by}"
+
+
+def superseded(context: Any) -> bool:
+    """Whether a re-evaluation run of this run's incident exists (the intake started one on new
+    evidence): then this run must not move the canary forward any more. An unanswerable question
+    counts as superseded: a promotion needs certainty, a missed one only waits for the next run."""
+    run = context["dag_run"]
+    if not (run.conf or {}).get("schema"):
+        return False  # a manual investigation is never re-evaluated by the intake
+    try:
+        count = context["ti"].get_dr_count(dag_id=run.dag_id, run_ids=later_run_ids(run.run_id))
+    except Exception:  # the execution API unreachable: see above
+        return True
+    return bool(count)

@@ -140,6 +140,8 @@ def continue_release() -> dict[str, Any]:
     decision = stored_decision(incident)
     if decision is None or decision.promote_to is None:
         return {"status": "ok", "summary": "canary continues at its current stage"}
+    if runs.superseded(_ctx()):  # a re-evaluation on newer evidence decides; never promote past it
+        return {"status": "ok", "summary": "not promoted: a re-evaluation run of this incident decides now"}
     by = runs.decided_by(_ctx())
     return _brief(act_and_store(incident, "promote", promote_to=decision.promote_to, decided_by=by))
 
@@ -151,6 +153,23 @@ def hold() -> dict[str, Any]:
 
     by = runs.decided_by(_ctx())
     return _brief(hold_and_store(runs.incident(_ctx()), decided_by=by, escalate=True))
+
+
+@task
+def superseded() -> dict[str, Any]:
+    """A re-evaluation run on newer evidence took over (the intake answered the gate so): the canary
+    stays as it is here, nobody is paged; the record names the run that decides and why."""
+    from diagnostics.response.phase import supersede_and_store
+
+    found = runs.gate_answer(_ctx())
+    params = (found[1].get("params") or {}) if found else {}
+    result = supersede_and_store(
+        runs.incident(_ctx()),
+        by_run=str(params.get("superseded_by") or "") or None,
+        reason=str(params.get("reason") or ""),
+        decided_by=runs.decided_by(_ctx()),
+    )
+    return _brief(result)
 
 
 @task(trigger_rule="all_done")

@@ -99,6 +99,10 @@ class IncidentConf(_RunOptions):
     escalation_reason: str | None = None
     delivery_id: int | None = None
     received_at: str | None = None
+    # A re-evaluation run (new evidence at an open incident): the run it supersedes and why. Optional,
+    # so v1 stays v1: a run without them is the incident's first.
+    reevaluates: str | None = None
+    reevaluation_reason: str | None = None
 
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 

@@ -244,7 +244,7 @@ class _Routes:
     ) -> Outcome:
         loop = asyncio.get_running_loop()
         plan = await loop.run_in_executor(self.journal_thread, service.accept, payload, body, received_at)
-        if plan.create or service.inline:
+        if plan.create or plan.reevaluate or service.inline:  # Airflow calls: off the event loop
             return await anyio.to_thread.run_sync(service.complete, plan, received_at)
         return service.complete(plan, received_at)
 

@@ -33,6 +33,15 @@ class RunBackend(Protocol):
     def set_note(self, dag_id: str, run_id: str, note: str) -> None:
         """Replace the run's note (Markdown, at most 1000 characters)."""
 
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None] | None:
+        """Each task's state in the run (None: not scheduled yet); None when there is no such run."""
+
+    def answer_gate(
+        self, dag_id: str, run_id: str, task_id: str, option: str, params: dict[str, Any]
+    ) -> bool:
+        """Answer a human-in-the-loop task as the HITL REST API does (``PATCH .../hitlDetails``); False
+        when it waits no longer (answered by a human or its timeout, or cleared)."""
+
     def ping(self, dag_id: str) -> str:
         """A one-line description when Airflow is reachable and ``dag_id`` is loaded; else
         BackendUnavailable saying which is not."""
@@ -81,6 +90,35 @@ class RestRunBackend:
         )
         if resp.status_code >= 400:
             raise BackendUnavailable(f"setting the note of run {run_id}: HTTP {resp.status_code}")
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None] | None:
+        # limit 100: Airflow's default maximum page; the incident DAG has fewer unmapped tasks
+        resp = self._request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})
+        if resp.status_code == 404:
+            return None
+        if resp.status_code >= 400:
+            raise BackendUnavailable(f"reading the tasks of run {run_id}: HTTP {resp.status_code}")
+        return {
+            str(t["task_id"]): t.get("state")
+            for t in resp.json().get("task_instances", [])
+            if t.get("map_index", -1) == -1
+        }
+
+    def answer_gate(
+        self, dag_id: str, run_id: str, task_id: str, option: str, params: dict[str, Any]
+    ) -> bool:
+        resp = self._request(
+            "PATCH",
+            f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
+            json={"chosen_options": [option], "params_input": params},
+        )
+        if resp.status_code in (404, 409):  # no longer waiting: answered, timed out or cleared
+            return False
+        if resp.status_code >= 400:
+            raise BackendUnavailable(
+                f"answering {task_id} of run {run_id}: HTTP {resp.status_code}: {resp.text[:300]}"
+            )
+        return True
 
     def ping(self, dag_id: str) -> str:
         resp = self._request("GET", f"/dags/{dag_id}")

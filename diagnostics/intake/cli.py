@@ -84,7 +84,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return 1 if pending else 0
     console.print(f"journal {journal.path}", markup=False)
-    for name in ("deliveries", "incidents"):
+    for name in ("deliveries", "incidents", "reevaluations"):
         text = ", ".join(f"{k} {v}" for k, v in sorted(counts[name].items())) or "none"
         console.print(f"{name}: {text}", markup=False)
     table = Table(title="pending and open incidents")

@@ -9,7 +9,8 @@ the journal (:func:`escalation_lookup` says which escalation counts to read with
   when the journal already knew them resolved);
 - the group has an open incident (opened or joined; open while its alerts fire, see :func:`closes`)
   -> ``update`` on it when the delivery brings news (a new firing alert, a resolved one, a higher
-  grade, an escalation), else ``duplicate``;
+  grade, an escalation), else ``duplicate``; news that raises the grade or carries a hard canary-gate
+  alert also journals a re-evaluation (:mod:`diagnostics.intake.reevaluate`), started after the commit;
 - every firing alert already covered by an earlier incident -> ``duplicate``;
 - another group's open incident has the delivery's correlation key and a delivery within the rule's
   window (grading.yaml ``correlation``) -> ``joined``: an update of that incident that records the
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from diagnostics.intake import reevaluate
 from diagnostics.intake.grading import CorrelationKey, Escalation, EscalationFacts, Graded, Grader
 from diagnostics.intake.payload import WebhookPayload, iso
 from diagnostics.intake.records import (
@@ -37,13 +39,14 @@ from diagnostics.intake.records import (
     Incident,
     IncidentWrite,
     NewIncident,
+    NewReevaluation,
     Occurrence,
     Snapshot,
 )
 from diagnostics.intake.runid import incident_run_id
 from diagnostics.runbooks.grading import GradeId, Repeats, Sustained
 
-ConfFor = Callable[[Graded, Escalation], dict[str, Any]]  # the new incident's run conf
+ConfFor = Callable[[Graded, Escalation], dict[str, Any]]  # a new run's conf (an incident, a re-evaluation)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Incoming:
     alerts: tuple[AlertRow, ...]  # every alert, for the journal's alerts mirror
     firing: tuple[Occurrence, ...]  # the firing alerts' episodes, in payload order
     firing_grades: tuple[str, ...]  # each firing alert's own grade
+    firing_rules: tuple[str, ...]  # the grading rule of each firing alert
     firing_labels: tuple[dict[str, str], ...]
     first_firing_at: float | None  # the earliest startsAt of a firing alert
     resolved: tuple[str, ...]  # fingerprints of the resolved alerts
@@ -93,6 +97,7 @@ class Plan:
     group: str = ""
     summary: str = ""
     correlation: str = ""  # the correlation key a new or joined incident is found by, for people
+    reevaluate: str | None = None  # the run id of the re-evaluation this delivery journaled
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ def incoming(payload: WebhookPayload, body: bytes, received_at: float, grader: G
         alerts=tuple((a.fingerprint, a.status, dict(a.labels), iso(a.starts_at)) for a in payload.alerts),
         firing=occurrences,
         firing_grades=tuple(grader.grade_alert(a.labels).grade.value for a in firing),
+        firing_rules=tuple(grader.grade_alert(a.labels).rule for a in firing),
         firing_labels=tuple(dict(a.labels) for a in firing),
         first_firing_at=min(a.starts_at for a in firing).timestamp() if firing else None,
         resolved=tuple(a.fingerprint for a in payload.resolved),
@@ -163,13 +169,13 @@ def decide(d: Incoming, s: Snapshot, grader: Grader, dag_id: str, conf_for: Conf
     if not d.firing:
         plan, write = _resolved(d, s, resolved_news)
     elif s.open_incident is not None:
-        plan, write = _update(d, s, s.open_incident, resolved_news, grader)
+        plan, write = _update(d, s, s.open_incident, resolved_news, grader, conf_for)
     elif not (uncovered := _uncovered(d, s)):
         run_id = next((r for occ in d.firing if (r := s.runs.get(occ)) is not None), None)
         plan = _plan(d, s, "duplicate", run_id, "every firing alert is covered by an earlier incident")
         write = IncidentWrite()
     elif (other := joinable(d, s)) is not None:
-        plan, write = _update(d, s, other, resolved_news, grader, join=True)
+        plan, write = _update(d, s, other, resolved_news, grader, conf_for, join=True)
     else:
         plan, write = _open(d, s, uncovered, grader, dag_id, conf_for)
     if plan.outcome == "duplicate" and s.earlier_same_body is not None:
@@ -238,7 +244,13 @@ def _resolved(d: Incoming, s: Snapshot, resolved_news: list[str]) -> tuple[Plan,
 
 
 def _update(
-    d: Incoming, s: Snapshot, incident: Incident, resolved_news: list[str], grader: Grader, join: bool = False
+    d: Incoming,
+    s: Snapshot,
+    incident: Incident,
+    resolved_news: list[str],
+    grader: Grader,
+    conf_for: ConfFor,
+    join: bool = False,
 ) -> tuple[Plan, IncidentWrite]:
     """News for ``incident``: the group's own, or (``join``) another group's it joins."""
     now = d.received_at
@@ -284,21 +296,27 @@ def _update(
     else:
         outcome, detail = "duplicate", "no news for the open incident"
     then = ""
+    again = None
+    graded = Graded(grade, d.graded.rule if raised else incident.rule)
     if incident.state == "pending":  # its run does not exist yet: this delivery retries creating it
         then, outcome, detail = outcome, "pending", f"{detail}; incident not created yet"
+    elif news and (again := _reevaluation(d, s, incident, graded, esc, conf_for)) is not None:
+        # its run decided on older evidence: a new run decides on fresh evidence (after the commit)
+        detail += f"; re-evaluation {again.run_id} of {again.previous_run_id}: {again.reason}"
     plan = _plan(
         d,
         s,
         outcome,
         incident.run_id,
         detail,
-        graded=Graded(grade, d.graded.rule if raised else incident.rule),
+        graded=graded,
         escalation=esc,
         create=bool(then),
         then=then,
         note=bool(news),
         force_note=force_note,
         correlation=f"{d.correlation.rule}: {d.correlation.text}" if joined and d.correlation else "",
+        reevaluate=again.run_id if again else None,
     )
     write = IncidentWrite(
         update_run=incident.run_id,
@@ -306,8 +324,43 @@ def _update(
         join=joined,
         cover=_uncovered(d, s),
         cover_run=incident.run_id,
+        reevaluate=again,
     )
     return plan, write
+
+
+def _reevaluation(
+    d: Incoming,
+    s: Snapshot,
+    incident: Incident,
+    graded: Graded,
+    esc: Escalation,
+    conf_for: ConfFor,
+) -> NewReevaluation | None:
+    """The re-evaluation the delivery calls for (None: none, or each reason was re-evaluated already)."""
+    fresh = set(_uncovered(d, s))
+    new_alerts = [
+        (labels.get("alertname", ""), rule)
+        for occ, labels, rule in zip(d.firing, d.firing_labels, d.firing_rules, strict=True)
+        if occ in fresh
+    ]
+    names = [labels.get("alertname", "") for labels in d.firing_labels]
+    history = s.reevaluations
+    done = [k for r in history for k in r.keys]
+    call = reevaluate.called_for(
+        GradeId(incident.grade), incident.rule, graded.grade, new_alerts, done, names
+    )
+    if call is None:
+        return None
+    started = [r for r in history if r.state != "skipped"]  # a skipped one never had a run
+    run_id = reevaluate.run_id_for(incident.run_id, len(history))
+    conf = {
+        **conf_for(graded, esc),
+        "reevaluates": started[-1].run_id if started else incident.run_id,
+        "reevaluation_reason": call.reason,
+    }
+    previous = str(conf["reevaluates"])
+    return NewReevaluation(run_id, incident.run_id, previous, call.keys, call.reason, conf)
 
 
 def _open(

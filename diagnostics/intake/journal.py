@@ -33,7 +33,9 @@ from diagnostics.intake.records import (
     EscalationState,
     GroupLookup,
     Incident,
+    NewReevaluation,
     Occurrence,
+    Reevaluation,
     Snapshot,
 )
 
@@ -53,6 +55,13 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     fields["escalated"] = bool(fields["escalated"])
     fields["body_sha256"] = str(fields["body_sha256"])
     return Delivery(**fields)
+
+
+def reevaluation_row(row: sqlite3.Row) -> Reevaluation:
+    data = dict(row)
+    data["keys"] = tuple(json.loads(data["keys"]))
+    data["conf_json"] = data.pop("conf")
+    return Reevaluation(**data)
 
 
 def _incident(row: sqlite3.Row) -> Incident:
@@ -76,6 +85,12 @@ OPEN_INCIDENT_OF_GROUP = (
 CORRELATED_INCIDENT = (
     "SELECT * FROM incidents WHERE correlation_key = ? AND state != 'closed' "
     "ORDER BY last_delivery_at DESC LIMIT 1"
+)
+REEVALUATIONS_OF = "SELECT * FROM reevaluations WHERE incident_run_id = ? ORDER BY created_at, rowid"
+# The run an incident's state follows: its newest re-evaluation whose run was created, else its own.
+LATEST_RUN = (
+    "SELECT run_id FROM reevaluations WHERE incident_run_id = ? AND state IN ('triggered', 'done') "
+    "ORDER BY created_at DESC, rowid DESC LIMIT 1"
 )
 GROUP_KEYS_OF_INCIDENT = (
     "SELECT group_key FROM (SELECT group_key, 0 AS o, 0 AS t FROM incidents WHERE run_id = ? "
@@ -102,6 +117,8 @@ class Tx:
         if not q.firing and open_incident is None:
             latest = self.latest_incident(q.group_key, q.resolved)
         taken = q.run_id is not None and open_incident is None and self.incident(q.run_id) is not None
+        target = open_incident or correlated
+        history = self.c.execute(REEVALUATIONS_OF, (target.run_id,)).fetchall() if target else []
         earlier = self.c.execute(
             "SELECT id FROM deliveries WHERE body_sha256 = ? AND outcome NOT IN ('pending', 'received') "
             "ORDER BY id DESC LIMIT 1",
@@ -116,6 +133,7 @@ class Tx:
             run_id_taken=taken,
             earlier_same_body=int(earlier[0]) if earlier else None,
             correlated=correlated,
+            reevaluations=tuple(reevaluation_row(r) for r in history),
         )
 
     def escalation_state(self, group_key: str, q: EscalationLookup) -> EscalationState:
@@ -177,6 +195,8 @@ class Tx:
             self.update_incident(change.update_run, **change.update)
         if change.cover_run is not None:
             self.cover(r.group_key, change.cover, change.cover_run, r.received_at)
+        if (again := change.reevaluate) is not None:
+            self.insert_reevaluation(again, r.id, r.received_at)
 
     def _alert_status(self, fingerprint: str) -> str | None:
         row = self.c.execute("SELECT status FROM alerts WHERE fingerprint = ?", (fingerprint,)).fetchone()
@@ -357,6 +377,28 @@ class Tx:
         sets = ", ".join(f"{k} = ?" for k in fields)
         self.c.execute(f"UPDATE incidents SET {sets} WHERE run_id = ?", (*fields.values(), run_id))  # noqa: S608
 
+    # --- re-evaluations ---------------------------------------------------------------------------
+
+    def insert_reevaluation(self, new: NewReevaluation, delivery_id: int, now: float) -> None:
+        self.c.execute(
+            "INSERT INTO reevaluations (run_id, incident_run_id, previous_run_id, delivery_id, keys, reason, "
+            "state, conf, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (new.run_id, new.incident_run_id, new.previous_run_id, delivery_id, json.dumps(list(new.keys)),
+             new.reason[:2000], json.dumps(new.conf, ensure_ascii=False), now, now),
+        )  # fmt: skip
+
+    def update_reevaluation(self, run_id: str, state_was: str, now: float, **fields: Any) -> bool:
+        """Update it if it is still in ``state_was`` (another process may have moved it on)."""
+        allowed = {"state", "attempts", "last_error", "detail", "superseded_gate"}
+        if unknown := set(fields) - allowed:
+            raise ValueError(f"not re-evaluation columns: {sorted(unknown)}")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        cur = self.c.execute(
+            f"UPDATE reevaluations SET {sets}, updated_at = ? WHERE run_id = ? AND state = ?",  # noqa: S608
+            (*fields.values(), now, run_id, state_was),
+        )
+        return cur.rowcount == 1
+
     def note_written(self, run_id: str, now: float, last_delivery_at: float) -> None:
         """The note is written, unless a delivery marked it dirty while it was being written."""
         self.c.execute(
@@ -464,6 +506,26 @@ class Journal:
         )
         return [json.loads(r[0]) for r in rows]
 
+    def reevaluation(self, run_id: str) -> Reevaluation | None:
+        rows = self.read("SELECT * FROM reevaluations WHERE run_id = ?", (run_id,))
+        return reevaluation_row(rows[0]) if rows else None
+
+    def reevaluations(self, incident_run_id: str) -> list[Reevaluation]:
+        """The incident's re-evaluations, oldest first."""
+        return [reevaluation_row(r) for r in self.read(REEVALUATIONS_OF, (incident_run_id,))]
+
+    def unfinished_reevaluations(self) -> list[Reevaluation]:
+        """Re-evaluations with something left to do (a run to create, a gate to answer), oldest first."""
+        rows = self.read(
+            "SELECT * FROM reevaluations WHERE state IN ('pending', 'triggered') ORDER BY created_at, rowid"
+        )
+        return [reevaluation_row(r) for r in rows]
+
+    def latest_run(self, incident_run_id: str) -> str:
+        """The run an incident's state follows: its newest re-evaluation's once created, else its own."""
+        rows = self.read(LATEST_RUN, (incident_run_id,))
+        return str(rows[0][0]) if rows else incident_run_id
+
     def dirty_notes(self) -> list[Incident]:
         rows = self.read("SELECT * FROM incidents WHERE note_dirty > 0 AND state != 'pending'")
         return [_incident(r) for r in rows]
@@ -491,7 +553,7 @@ class Journal:
 
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
-        for table, col in (("deliveries", "outcome"), ("incidents", "state")):
+        for table, col in (("deliveries", "outcome"), ("incidents", "state"), ("reevaluations", "state")):
             rows = self.read(f"SELECT {col}, COUNT(*) FROM {table} GROUP BY {col}")  # noqa: S608
             out[table] = {str(r[0]): int(r[1]) for r in rows}
         return out
@@ -511,4 +573,10 @@ class Journal:
             g = tx.c.execute(
                 "DELETE FROM incident_groups WHERE run_id NOT IN (SELECT run_id FROM incidents)"
             ).rowcount  # the joins of pruned incidents
-        return {"deliveries": d, "incidents": i, "occurrences": o, "alerts": a, "incident_groups": g}
+            r = tx.c.execute(
+                "DELETE FROM reevaluations WHERE incident_run_id NOT IN (SELECT run_id FROM incidents)"
+            ).rowcount
+        return {
+            "deliveries": d, "incidents": i, "occurrences": o, "alerts": a, "incident_groups": g,
+            "reevaluations": r,
+        }  # fmt: skip

@@ -1,6 +1,6 @@
-"""What an incident holds, read from the journal: the alert groups that opened and joined it and every
-alert it covers (``triage24 intake status``, the Incidents view), and the incident an alert went to (the
-demo follows the incident its own alert opened or joined, not the newest one).
+"""What an incident holds, read from the journal: the alert groups that opened and joined it, every
+alert it covers and its re-evaluations (``triage24 intake status``, the Incidents view), and the incident
+an alert went to (the demo follows the incident its own alert opened or joined, not the newest one).
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from diagnostics.intake.journal import Journal
-from diagnostics.intake.records import Incident, IncidentAlert, IncidentAlerts, IncidentGroup
+from diagnostics.intake.journal import Journal, reevaluation_row
+from diagnostics.intake.records import Incident, IncidentAlert, IncidentAlerts, IncidentGroup, Reevaluation
 
 _CHUNK = 500  # run ids per statement: under any SQLite's bound-parameter limit
 
@@ -23,11 +23,25 @@ def _labels(text: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
 
 
+def _incidents_of(journal: Journal, run_ids: list[str]) -> dict[str, str]:
+    """Each run id's incident: its own, or the one a re-evaluation run belongs to."""
+    marks = ",".join("?" * len(run_ids))
+    rows = journal.read(
+        f"SELECT run_id, incident_run_id FROM reevaluations WHERE run_id IN ({marks})",  # noqa: S608
+        run_ids,
+    )
+    of = {str(r[0]): str(r[1]) for r in rows}
+    return {run_id: of.get(run_id, run_id) for run_id in run_ids}
+
+
 def incident_alerts(journal: Journal, run_ids: Sequence[str]) -> dict[str, IncidentAlerts]:
-    """Each known incident's groups and alerts (run ids the journal does not know are left out)."""
+    """Each known incident's groups, alerts and re-evaluations (run ids the journal does not know are
+    left out; a re-evaluation run gets its incident's)."""
     out: dict[str, IncidentAlerts] = {}
     for start in range(0, len(run_ids), _CHUNK):
-        chunk = list(dict.fromkeys(run_ids[start : start + _CHUNK]))
+        asked = list(dict.fromkeys(run_ids[start : start + _CHUNK]))
+        incident_of = _incidents_of(journal, asked)
+        chunk = list(dict.fromkeys(incident_of.values()))
         marks = ",".join("?" * len(chunk))
         groups: dict[str, list[IncidentGroup]] = {}
         for r in journal.read(
@@ -66,8 +80,20 @@ def incident_alerts(journal: Journal, run_ids: Sequence[str]) -> dict[str, Incid
                         last_seen=None if r[8] is None else float(r[8]),
                     )
                 )
-        for run_id, gs in groups.items():
-            out[run_id] = IncidentAlerts(run_id, tuple(gs), tuple(alerts[run_id]))
+        again: dict[str, list[Reevaluation]] = {run_id: [] for run_id in groups}
+        for r in journal.read(
+            f"SELECT * FROM reevaluations WHERE incident_run_id IN ({marks}) "  # noqa: S608
+            "ORDER BY created_at, rowid",
+            chunk,
+        ):
+            if str(r["incident_run_id"]) in again:
+                again[str(r["incident_run_id"])].append(reevaluation_row(r))
+        for run_id in asked:
+            incident = incident_of[run_id]
+            if incident in groups:
+                out[run_id] = IncidentAlerts(
+                    incident, tuple(groups[incident]), tuple(alerts[incident]), tuple(again[incident])
+                )
     return out
 
 

@@ -1,8 +1,9 @@
 """The intake's reconciler: nothing journaled stays without its effect in Airflow.
 
 - :meth:`Reconciler.reconcile` (``POST /reconcile``, the reconciler DAG, ``triage24 intake
-  reconcile``): create the runs of pending incidents (and replay their deliveries), close incidents
-  whose run finished, write stale notes, prune old history;
+  reconcile``): create the runs of pending incidents (and replay their deliveries), advance unfinished
+  re-evaluations (:mod:`diagnostics.intake.reevaluations`), close incidents whose run finished, write
+  stale notes, prune old history;
 - :meth:`Reconciler.start`: the same off the request path in the api-server, as a maintainer thread
   (run states and notes every tick, pending incidents every ``retry_pending_s``).
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from diagnostics.intake.config import IntakeSettings
 from diagnostics.intake.journal import Journal
+from diagnostics.intake.reevaluations import Reevaluator
 from diagnostics.intake.runs import RunKeeper
 
 log = logging.getLogger("triage24.intake")
@@ -29,7 +31,8 @@ log = logging.getLogger("triage24.intake")
 @dataclass
 class ReconcileReport:
     replayed: list[str] = field(default_factory=list)
-    still_pending: dict[str, str] = field(default_factory=dict)
+    still_pending: dict[str, str] = field(default_factory=dict)  # run id -> why (incidents, re-evaluations)
+    reevaluations: dict[str, str] = field(default_factory=dict)  # run id -> "state: what became of it"
     closed: list[str] = field(default_factory=list)
     notes_written: int = 0
     pruned: dict[str, int] = field(default_factory=dict)
@@ -41,10 +44,16 @@ class ReconcileReport:
 
 class Reconciler:
     def __init__(
-        self, journal: Journal, runs: RunKeeper, settings: IntakeSettings, clock: Callable[[], float]
+        self,
+        journal: Journal,
+        runs: RunKeeper,
+        settings: IntakeSettings,
+        clock: Callable[[], float],
+        reevaluator: Reevaluator | None = None,
     ) -> None:
         self.journal = journal
         self.runs = runs
+        self.reevaluator = reevaluator or Reevaluator(journal, runs.backend, runs, clock)
         self.settings = settings
         self.clock = clock
         self._wake = threading.Event()
@@ -70,6 +79,12 @@ class Reconciler:
                 report.replayed.append(incident.run_id)
             else:
                 report.still_pending[incident.run_id] = detail
+        # after the incidents: a re-evaluation of an incident created just now may start at once
+        for run_id, (state, what) in self.reevaluator.retry().items():
+            report.reevaluations[run_id] = f"{state}: {what}"
+            again = self.journal.reevaluation(run_id)
+            if again is not None and again.state in ("pending", "triggered") and again.last_error:
+                report.still_pending[run_id] = f"re-evaluation {state}: {again.last_error}"
 
     def maintain(
         self, now: float | None = None, max_age_s: float | None = None, force_notes: bool = False

@@ -90,6 +90,38 @@ class Incident:
         return out
 
 
+@dataclass(frozen=True)
+class Reevaluation:
+    """A re-evaluation of an open incident: a new run on fresh evidence that supersedes its last run
+    (:mod:`diagnostics.intake.reevaluate`). ``state``: pending (its run not created yet), triggered
+    (created; the previous run's gate still to answer), done, skipped (not needed, ``detail`` says why)."""
+
+    run_id: str  # its own run: <incident run id>__r<n>
+    incident_run_id: str
+    previous_run_id: str  # the run it supersedes
+    delivery_id: int  # the delivery that called for it
+    keys: tuple[str, ...]  # what it was called for (grade:L3, gate:CanaryGate5xx): each once per incident
+    reason: str
+    state: str
+    conf_json: str
+    created_at: float
+    updated_at: float
+    attempts: int
+    last_error: str
+    detail: str
+    superseded_gate: str | None  # the previous run's gate it answered
+
+    @property
+    def conf(self) -> dict[str, Any]:
+        conf: dict[str, Any] = json.loads(self.conf_json)
+        return conf
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if not k.endswith("_json")}
+        out["keys"] = list(self.keys)
+        return out
+
+
 # --- the read step ------------------------------------------------------------------------------------
 
 
@@ -133,6 +165,8 @@ class Snapshot:
     escalation: EscalationState | None = None
     # no open incident of its own: the newest unclosed incident of another group with its correlation key
     correlated: Incident | None = None
+    # the re-evaluations of the incident it would update (its open one, else the correlated one)
+    reevaluations: tuple[Reevaluation, ...] = ()
 
 
 # --- the write step -----------------------------------------------------------------------------------
@@ -165,6 +199,16 @@ class GroupJoin:
 
 
 @dataclass(frozen=True)
+class NewReevaluation:
+    run_id: str
+    incident_run_id: str
+    previous_run_id: str
+    keys: tuple[str, ...]
+    reason: str
+    conf: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class IncidentWrite:
     """A delivery's change to incidents: one update or one new incident, and the episodes it covers."""
 
@@ -174,6 +218,7 @@ class IncidentWrite:
     join: GroupJoin | None = None
     cover: tuple[Occurrence, ...] = ()
     cover_run: str | None = None
+    reevaluate: NewReevaluation | None = None
 
 
 @dataclass(frozen=True)
@@ -235,6 +280,7 @@ class IncidentAlerts:
     run_id: str
     groups: tuple[IncidentGroup, ...]  # the opener first, then joined groups as they joined
     alerts: tuple[IncidentAlert, ...]
+    reevaluations: tuple[Reevaluation, ...] = ()  # oldest first
 
     @property
     def firing(self) -> int:
@@ -245,4 +291,5 @@ class IncidentAlerts:
             "run_id": self.run_id,
             "groups": [g.as_dict() for g in self.groups],
             "alerts": [a.as_dict() for a in self.alerts],
+            "reevaluations": [r.as_dict() for r in self.reevaluations],
         }

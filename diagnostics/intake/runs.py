@@ -111,9 +111,10 @@ class RunKeeper:
 
     def _check(self, incident: Incident, now: float) -> bool:
         """Ask Airflow for the run's state; close the incident once its run has ended and its alerts
-        are quiet (:func:`~diagnostics.intake.decide.closes`). True if closed."""
+        are quiet (:func:`~diagnostics.intake.decide.closes`). True if closed. The run is the newest
+        re-evaluation's once one was started: the incident is not over while it runs."""
         try:
-            state = self.backend.run_state(incident.dag_id, incident.run_id)
+            state = self.backend.run_state(incident.dag_id, self.journal.latest_run(incident.run_id))
         except BackendUnavailable as exc:
             log.warning("incident %s: run state unknown, kept open: %s", incident.run_id, exc)
             return False
@@ -185,6 +186,10 @@ class RunKeeper:
             f"alerts firing {firing}, resolved {resolved}; updates {incident.updates}; "
             f"last delivery {ts(incident.last_delivery_at)}",
         ]
+        for again in self.journal.reevaluations(incident.run_id):
+            lines.append(
+                f"re-evaluation {again.run_id} ({again.state}, delivery {again.delivery_id}): {again.reason}"
+            )
         if incident.run_finished and incident.state == "open":
             lines.append(f"run {incident.run_state}; the incident stays open while its alerts fire")
         if conf.get("origin", "alertmanager") != "alertmanager":

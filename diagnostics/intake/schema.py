@@ -8,13 +8,15 @@ Tables:
 - ``incident_groups``: the alert groups that joined an incident opened by another group.
 - ``occurrences``: each firing episode (fingerprint, startsAt) of a group and the run covering it.
 - ``alerts``: the last known status of every alert (for counting impacted services).
+- ``reevaluations``: new runs of an open incident on new evidence, and the gate answer they owe the
+  run they supersede (:mod:`diagnostics.intake.reevaluate`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -100,6 +102,24 @@ CREATE TABLE IF NOT EXISTS incident_groups (
     PRIMARY KEY (group_key, run_id)
 );
 CREATE INDEX IF NOT EXISTS incident_groups_run ON incident_groups (run_id);
+CREATE TABLE IF NOT EXISTS reevaluations (
+    run_id TEXT PRIMARY KEY,  -- its own run: <incident run id>__r<n>
+    incident_run_id TEXT NOT NULL,
+    previous_run_id TEXT NOT NULL,  -- the run it supersedes
+    delivery_id INTEGER NOT NULL,  -- the delivery that called for it
+    keys TEXT NOT NULL,  -- JSON list: what it was called for (grade:L3, gate:CanaryGate5xx)
+    reason TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'triggered', 'done', 'skipped')),
+    conf TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '',
+    superseded_gate TEXT  -- the previous run's gate it answered
+);
+CREATE INDEX IF NOT EXISTS reevaluations_incident ON reevaluations (incident_run_id, created_at);
+CREATE INDEX IF NOT EXISTS reevaluations_state ON reevaluations (state);
 """
 
 # Indexes on columns a version-1 journal lacks: created once the columns exist.

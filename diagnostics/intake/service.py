@@ -10,7 +10,10 @@ Per delivery, in one journal transaction committed before the answer:
 
 Then, after the commit, the side effects (:mod:`diagnostics.intake.runs`): a new incident's run is
 created; if Airflow cannot create it the outcome stays ``pending`` (HTTP 503, so Alertmanager
-retries) and the reconciler (:mod:`diagnostics.intake.reconcile`) replays it later.
+retries) and the reconciler (:mod:`diagnostics.intake.reconcile`) replays it later. An update that
+journaled a re-evaluation (a raised grade, a gate breach: :mod:`diagnostics.intake.reevaluate`) starts
+it at once (:mod:`diagnostics.intake.reevaluations`); one Airflow cannot take now stays journaled and
+the reconciler retries it (the delivery itself is journaled: its answer stays 200).
 
 An incident stays open while its run runs and while any of its alerts fires (then ``quiet_s`` more,
 grading.yaml ``correlation``), so two alerts of one group seconds apart, or the same alerts firing
@@ -39,6 +42,7 @@ from diagnostics.intake.journal import Journal, Tx
 from diagnostics.intake.payload import WebhookPayload
 from diagnostics.intake.reconcile import Reconciler, ReconcileReport
 from diagnostics.intake.records import Snapshot
+from diagnostics.intake.reevaluations import Reevaluator
 from diagnostics.intake.runs import EXISTED, RunKeeper, ts
 
 __all__ = [
@@ -70,6 +74,7 @@ class Outcome:
     escalation_reason: str
     detail: str
     correlation: str = ""  # a new or joined incident: the rule and key other groups join it by
+    reevaluation: str | None = None  # the re-evaluation run this delivery started (or journaled)
 
     @property
     def http_status(self) -> int:
@@ -87,6 +92,7 @@ class Outcome:
             "escalation_reason": self.escalation_reason,
             "detail": self.detail,
             "correlation": self.correlation,
+            "reevaluation": self.reevaluation,
         }
 
 
@@ -109,7 +115,8 @@ class IntakeService:
         self.clock = clock
         self.inline = inline
         self.runs = RunKeeper(journal, backend, grader, settings, clock)
-        self.reconciler = Reconciler(journal, self.runs, settings, clock)
+        self.reevaluator = Reevaluator(journal, backend, self.runs, clock)
+        self.reconciler = Reconciler(journal, self.runs, settings, clock, self.reevaluator)
 
     @property
     def dag_id(self) -> str:
@@ -155,6 +162,8 @@ class IntakeService:
         ``inline``, log the decision."""
         if plan.create:
             plan = self._create(plan, now)
+        if plan.reevaluate:
+            plan = self._reevaluate(plan)
         if plan.note and plan.run_id and self.inline:
             self.runs.write_note(plan.run_id, force=plan.force_note)
         outcome = self._outcome(plan)
@@ -192,6 +201,21 @@ class IntakeService:
             )
         return plan
 
+    def _reevaluate(self, plan: Plan) -> Plan:
+        """Start the re-evaluation the delivery journaled (an Airflow call), say how it went."""
+        assert plan.reevaluate is not None
+        state, what = self.reevaluator.advance(plan.reevaluate)
+        plan = replace(plan, detail=f"{plan.detail} ({state}: {what})")
+        with self.journal.transaction() as tx:
+            tx.finish_delivery(
+                plan.delivery_id,
+                outcome=plan.outcome,
+                run_id=plan.run_id,
+                detail=plan.detail,
+                now=self.clock(),
+            )
+        return plan
+
     def _outcome(self, plan: Plan) -> Outcome:
         graded = plan.graded
         esc = plan.escalation
@@ -206,6 +230,7 @@ class IntakeService:
             escalation_reason=esc.reason if esc else "",
             detail=plan.detail,
             correlation=plan.correlation,
+            reevaluation=plan.reevaluate,
         )
 
     def _conf(
@@ -274,6 +299,7 @@ class IntakeService:
             "journal": str(self.journal.path),
             "deliveries": counts["deliveries"],
             "incidents": counts["incidents"],
+            "reevaluations": counts["reevaluations"],
         }
 
 

@@ -149,3 +149,18 @@ def hold_and_store(inc: Incident, decided_by: str, escalate: bool) -> CheckResul
         sent = page(inc, result.summary, details={"decided_by": decided_by})
         log.info("hold escalated: %s", sent.reason)
     return result
+
+
+def supersede_and_store(inc: Incident, by_run: str | None, reason: str, decided_by: str) -> CheckResult:
+    """Record that a re-evaluation run on newer evidence decides for this incident now: the canary is
+    left as it is here and nobody is paged (the re-evaluation acts, or asks, itself)."""
+    who = f"superseded by {by_run}" if by_run else "superseded (no run named)"
+    result = CheckResult(
+        check="superseded",
+        status=Status.OK,
+        summary=f"{who}: {reason or 'new evidence'}; the canary is left to that run, not escalated here",
+        details={"superseded_by": by_run, "reason": reason, "decided_by": decided_by, "escalate": False},
+    )
+    write_result(Settings().artifacts, inc.incident_id, ACTION_PHASE, "superseded", result)
+    log.info("%s", result.summary)
+    return result

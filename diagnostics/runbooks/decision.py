@@ -201,6 +201,13 @@ HUMAN_OPTIONS: dict[str, str] = {
     HumanChoice.CONTINUE.value: "Continue the release",
 }
 
+# Not a choice a grade's default can name: the intake answers a waiting gate with it when new evidence
+# (a raised grade, a gate breach) started a re-evaluation run that decides instead. Routed like "hold"
+# (the canary stays as it is) but not escalated: the re-evaluation run owns the incident now.
+SUPERSEDED = "superseded"
+SUPERSEDED_OPTION = "Superseded by new evidence"
+GATE_OPTIONS: dict[str, str] = {**HUMAN_OPTIONS, SUPERSEDED: SUPERSEDED_OPTION}
+
 
 class HumanGateDefault(Strict):
     """What happens when nobody answers the approval request within ``timeout_s``."""

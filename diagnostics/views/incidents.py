@@ -13,7 +13,9 @@ stored anywhere. Pure: no Airflow import. The plugin (``plugins/triage24_ui.py``
   (:mod:`~diagnostics.views.findings`), the decision and its reasons, what the response did, the
   pending human gate (:mod:`~diagnostics.views.decision`), the report and the audit bundles, and
   every alert group and alert the incident holds (:mod:`~diagnostics.views.alerts`: the intake
-  journal's, with the groups that joined it by a correlation rule).
+  journal's, with the groups that joined it by a correlation rule), and its re-evaluations on new
+  evidence: why this run re-evaluates, or which run superseded it
+  (:mod:`~diagnostics.views.reevaluation`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ from diagnostics.views.models import (
     RunRecord,
     TaskRecord,
 )
+from diagnostics.views.reevaluation import own_reevaluation, reevaluation_lines, superseded
 from diagnostics.views.timeline import AWAITING_INPUT, build_timeline, current_phase, incident_status
 from diagnostics.views.values import as_bool, as_datetime, as_dict, as_float, as_str, seconds_between
 
@@ -94,6 +97,8 @@ def _assemble(
     recovery = art.json("response", "recovery_verification.json")
     pending = next((t for t in tasks if t.state == AWAITING_INPUT), None)
     alerts = alerts_view(held, conf)
+    again = own_reevaluation(run.run_id, conf, held)
+    taken_over = superseded(run.run_id, art, held)
     row = IncidentRow(
         run_id=run.run_id,
         target=target,
@@ -119,6 +124,8 @@ def _assemble(
         alert_count=len(alerts.alerts) if alerts else None,
         alerts_firing=alerts.firing if alerts else None,
         joined_groups=sum(g.joined for g in alerts.groups) if alerts else 0,
+        reevaluates=again.reevaluates if again else None,
+        superseded_by=taken_over.by_run if taken_over else None,
     )
     if not detail:
         return row, None
@@ -139,6 +146,9 @@ def _assemble(
         dag_run_path=dag_run_path(run.run_id),
         problems=art.problems,
         alerts=alerts,
+        reevaluation=again,
+        superseded=taken_over,
+        reevaluations=reevaluation_lines(held),
     )
 
 

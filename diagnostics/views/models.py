@@ -173,6 +173,30 @@ class IncidentAlerts(_Output):
     firing: int
 
 
+class ReevaluationLine(_Output):
+    """A re-evaluation of the incident: a run on new evidence that supersedes an earlier run."""
+
+    run_id: str
+    reevaluates: str = Field(description="the run it supersedes")
+    delivery_id: int | None = Field(default=None, description="the intake delivery that called for it")
+    reason: str = Field(description="why: the alerts, and the grade they raised or the gate they breach")
+    state: str | None = Field(
+        default=None, description="the intake's: pending | triggered | done | skipped (None: not known here)"
+    )
+    detail: str | None = Field(default=None, description="what became of it, as the intake journaled it")
+    created_at: datetime | None = None
+    answered_gate: str | None = Field(default=None, description="the superseded run's gate it answered")
+
+
+class Superseded(_Output):
+    """This run no longer decides: a re-evaluation run on newer evidence does."""
+
+    by_run: str | None = Field(description="the re-evaluation run (None: the answer named none)")
+    reason: str | None = None
+    gate: str | None = Field(default=None, description="this run's gate the intake answered")
+    source: str = Field(description="'response record' (the run recorded it) or 'intake journal'")
+
+
 class IncidentRow(_Output):
     run_id: str
     target: str
@@ -200,6 +224,8 @@ class IncidentRow(_Output):
     alert_count: int | None = Field(default=None, description="alerts the incident holds (None: unknown)")
     alerts_firing: int | None = None
     joined_groups: int = Field(default=0, description="alert groups that joined it by a correlation rule")
+    reevaluates: str | None = Field(default=None, description="a re-evaluation run: the run it supersedes")
+    superseded_by: str | None = Field(default=None, description="the re-evaluation run that took over")
 
 
 class RankedFinding(_Output):
@@ -280,6 +306,11 @@ class IncidentDetail(_Output):
     dag_run_path: str
     problems: list[str] = Field(default_factory=list, description="artifacts that could not be read")
     alerts: IncidentAlerts | None = Field(default=None, description="every alert group and alert it holds")
+    reevaluation: ReevaluationLine | None = Field(default=None, description="this run re-evaluates: why")
+    superseded: Superseded | None = None
+    reevaluations: list[ReevaluationLine] = Field(
+        default_factory=list, description="every re-evaluation of the incident (the intake journal's)"
+    )
 
 
 class IncidentList(_Output):

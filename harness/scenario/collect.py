@@ -35,12 +35,23 @@ def collect(
     obs.runs.sort(key=lambda r: r.times.created or 0.0)
     if obs.primary is None and obs.runs and sc.trigger.kind == "alert":
         obs.primary = obs.runs[0].run_id  # interrupted before the timeline chose
+    obs.primary = follow_reevaluations(obs)
     obs.deliveries = deliveries(settings, obs.started_at)
     grades = incident_grades(settings, [r.run_id for r in obs.runs])
     for run_obs in obs.runs:
         run_obs.incident_grade = grades.get(run_obs.run_id)
     obs.peak_rss_mib = round(rss.peak_mib, 1) if rss.peak_mib else None
     obs.peak_pss_mib = round(rss.peak_pss_mib, 1) if rss.peak_pss_mib else None
+
+
+def follow_reevaluations(obs: ScenarioObservation) -> str | None:
+    """The primary run, or the latest run re-evaluating it (new evidence at the same incident): the
+    incident's conclusion is that run's."""
+    primary, seen = obs.primary, set()
+    while primary is not None and primary not in seen:
+        seen.add(primary)
+        primary = next((r.run_id for r in obs.runs if r.reevaluates == primary), primary)
+    return primary
 
 
 def _runbook_actions(settings: Settings, obs: ScenarioObservation) -> dict[str, str]:
@@ -91,4 +102,4 @@ def incident_grades(settings: Settings, run_ids: list[str]) -> dict[str, str]:
     return out
 
 
-__all__ = ["collect", "deliveries", "incident_grades"]
+__all__ = ["collect", "deliveries", "follow_reevaluations", "incident_grades"]

@@ -65,6 +65,9 @@ class RunObservation(_Model):
     state: str | None = None
     conf_version: str | None = None
     grade: str | None = Field(default=None, description="the grade the run was created with (its conf)")
+    reevaluates: str | None = Field(
+        default=None, description="a re-evaluation run of the same incident: the run it supersedes"
+    )
     incident_grade: str | None = Field(
         default=None, description="the intake's grade of the run's incident at the end (escalations raise it)"
     )
@@ -176,6 +179,7 @@ def observe_run(
         state=run.get("state"),
         conf_version=conf.get("version"),
         grade=conf.get("grade"),
+        reevaluates=conf.get("reevaluates") or None,
         alert_names=sorted({str(a.get("labels", {}).get("alertname", "")) for a in firing} - {""}),
         human_answer=human_answer,
     )

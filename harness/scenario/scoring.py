@@ -163,7 +163,8 @@ def _max_incidents(scenario: Scenario, obs: ScenarioObservation) -> list[Expecta
         return []
     # Deduplication is per alert group: count the faulty version's incidents (an SLA page of the
     # other version is its own group's incident, reported in the detail).
-    alert_runs = obs.alert_runs()
+    # A re-evaluation run (new evidence at an open incident) is the same incident, not another one.
+    alert_runs = [r for r in obs.alert_runs() if r.reevaluates is None]
     faulty = scenario.faults[0].version if scenario.faults else None
     own = [r for r in alert_runs if faulty is None or r.conf_version == faulty]
     others = [r.run_id for r in alert_runs if r not in own]

@@ -176,8 +176,15 @@ class Timeline:
                 self.say(f"t+{now - self.t0:.0f} s: {rid} created after the scenario's incident ended (late)")
                 continue
             self.tracked[rid] = Tracked(rid, "alert", run)
-            grade = (run.get("conf") or {}).get("grade")
+            conf = run.get("conf") or {}
+            grade = conf.get("grade")
             self.say(f"t+{now - self.t0:.0f} s: incident run {rid} created (grade {grade})")
+            if obs.primary is not None and conf.get("reevaluates") == obs.primary:
+                # the same incident, re-evaluated on new evidence: its conclusion is the new run's
+                why = conf.get("reevaluation_reason")
+                self.say(f"t+{now - self.t0:.0f} s: {rid} re-evaluates {obs.primary}: {why}")
+                obs.primary = rid
+                continue
             if (
                 obs.primary is None
                 and sc.trigger.kind == "alert"

@@ -26,7 +26,7 @@ from airflow.providers.standard.operators.hitl import HITLBranchOperator
 from triage24_airflow import runs
 from triage24_airflow.gate import HumanAnswer, HumanGate, human_gates
 
-from diagnostics.runbooks.decision import HumanChoice, HumanGateDefault
+from diagnostics.runbooks.decision import SUPERSEDED_OPTION, HumanChoice, HumanGateDefault
 from tests.conftest import REPO
 from tests.support.hitl import Responder
 
@@ -53,6 +53,7 @@ class FakeTI:
 @dataclass
 class FakeRun:
     run_id: str = RUN_ID
+    dag_id: str = "incident_response"
     conf: dict[str, Any] = field(default_factory=lambda: {"target": "testbed"})
     start_date: datetime = RESPONDED_AT - timedelta(minutes=13)
     queued_at: datetime = RESPONDED_AT - timedelta(minutes=13)
@@ -129,6 +130,7 @@ def test_a_retried_gate_branches_by_the_stored_answer_without_asking_again(
         "by": "oncall-ana",
         "at": "2026-12-01 11:20:05+00:00",
         "try_number": 1,
+        "params": {},
     }
     assert branching.branched == []  # the failure came before any branch was taken
 
@@ -141,6 +143,7 @@ def test_a_retried_gate_branches_by_the_stored_answer_without_asking_again(
         "chosen": [HOLD],
         "by": "oncall-ana",
         "at": "2026-12-01 11:20:05+00:00",
+        "params": {},
     }
     assert runs.decided_by(second) == "human gate L3: 'Hold and escalate' answered by oncall-ana"
 
@@ -177,6 +180,34 @@ def test_an_answer_outside_the_options_is_refused_and_not_stored(gate: HumanGate
     with pytest.raises(ValueError, match="not in"):
         gate.execute_complete(context(1), answer_event("Ship it"))
     assert not (artifacts / RUN_ID / "decision" / "human_gate_L3.json").exists()
+
+
+@dataclass
+class CountingTI:
+    """The Task SDK's ``get_dr_count`` (runs of the DAG among ``run_ids``), recorded."""
+
+    count: int | None  # None: the execution API cannot answer
+    asked: list[list[str]] = field(default_factory=list)
+
+    def get_dr_count(self, dag_id: str, run_ids: list[str]) -> int:
+        self.asked.append(run_ids)
+        if self.count is None:
+            raise RuntimeError("execution API unreachable")
+        return self.count
+
+
+def test_a_run_knows_when_a_re_evaluation_superseded_it_so_it_promotes_nothing() -> None:
+    intake = {"schema": "triage24.intake/v1", "target": "testbed"}
+    first = CountingTI(1)
+    assert runs.superseded({"dag_run": FakeRun("incident__t__ab12", conf=intake), "ti": first})
+    assert first.asked[0][:2] == ["incident__t__ab12__r2", "incident__t__ab12__r3"]
+    second = CountingTI(0)
+    assert not runs.superseded({"dag_run": FakeRun("incident__t__ab12__r2", conf=intake), "ti": second})
+    assert second.asked[0][0] == "incident__t__ab12__r3"
+    # unanswerable: no promotion on a maybe; a manual investigation is never re-evaluated
+    assert runs.superseded({"dag_run": FakeRun("incident__t__ab12", conf=intake), "ti": CountingTI(None)})
+    manual = CountingTI(1)
+    assert not runs.superseded({"dag_run": FakeRun(), "ti": manual}) and manual.asked == []
 
 
 # --- the incident DAG with dag.test(): the gate answered once, its skipping failing once ----------------
@@ -259,3 +290,38 @@ def test_dag_run_a_failed_gate_is_retried_without_asking_again(
     assert (record["chosen"], record["by"], record["try_number"]) == ([HOLD], "oncall-test", 1)
     hold = json.loads((home / "response" / "hold.json").read_text())
     assert hold["details"]["decided_by"] == "human gate ungraded: 'Hold and escalate' answered by oncall-test"
+
+
+@pytest.mark.timeout(300)
+def test_dag_run_a_superseded_gate_holds_without_escalating_and_names_the_new_run(
+    incident_dag: Any, tmp_path: Path
+) -> None:
+    """Issue 19: the intake started a re-evaluation run on new evidence and answers the waiting gate
+    "Superseded by new evidence": the run leaves the canary as it is, pages nobody, and records which
+    run decides now and why."""
+    why = {"superseded_by": "incident__testbed-canary__ab12__r2", "reason": "CanaryGate5xx raised L2 -> L3"}
+    intake = Responder("incident_response", SUPERSEDED_OPTION, params=why).start()
+    run = incident_dag.test(
+        run_conf={"target": "testbed"},
+        mark_success_pattern=r"(?!decision\.|response\.superseded$).*",
+    )
+    intake.join()
+    assert intake.error is None and [t for _, t in intake.answered] == ["decision.human_gate_ungraded"]
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert run.state == "success", states
+    assert states["decision.human_superseded"] == "success" and states["response.superseded"] == "success"
+    for choice in ("hold", "rollback", "continue"):  # routed like hold, but hold (which pages) skipped
+        assert states[f"decision.human_{choice}"] == "skipped"
+    assert states["response.hold"] == "skipped"
+    home = tmp_path / "home" / "artifacts" / run.run_id
+    answer = json.loads((home / "decision" / "human_gate_ungraded.json").read_text())
+    assert (answer["chosen"], answer["params"]) == ([SUPERSEDED_OPTION], why)
+    record = json.loads((home / "response" / "superseded.json").read_text())
+    assert record["status"] == "ok" and record["details"]["escalate"] is False
+    assert record["summary"].startswith(
+        "superseded by incident__testbed-canary__ab12__r2: CanaryGate5xx raised L2 -> L3"
+    )
+    assert record["details"]["decided_by"] == (
+        f"human gate ungraded: {SUPERSEDED_OPTION!r} answered by oncall-test"
+    )
+    assert not (home / "response" / "hold.json").exists()

@@ -88,6 +88,10 @@ def test_backend_creates_reads_and_annotates_real_runs(backend: Any, probe_dag_f
         assert run.logical_date is None
     with pytest.raises(BackendUnavailable, match="does not exist"):
         backend.set_note(PROBE_DAG_ID, "incident__nope__" + "0" * 24, "x")
+    # what a re-evaluation reads and does: the run's task states, the answer to a gate (none waits here)
+    assert backend.task_states(PROBE_DAG_ID, "incident__nope__" + "0" * 24) is None
+    assert isinstance(backend.task_states(PROBE_DAG_ID, run_id), dict)
+    assert backend.answer_gate(PROBE_DAG_ID, run_id, "decision.human_gate_L2", "Hold", {}) is False
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Responder:
     dag_id: str
     option: str
     timeout_s: float = 120.0
+    params: dict[str, Any] = field(default_factory=dict)  # the answer's params_input
     answered: list[tuple[str, str]] = field(default_factory=list)  # (run id, task id)
     error: BaseException | None = None
     _thread: threading.Thread | None = None
@@ -51,7 +53,9 @@ class Responder:
                 dag_id=self.dag_id,
                 dag_run_id=run_id,
                 task_id=task_id,
-                update_hitl_detail_payload=UpdateHITLDetailPayload(chosen_options=[self.option]),
+                update_hitl_detail_payload=UpdateHITLDetailPayload(
+                    chosen_options=[self.option], params_input=self.params
+                ),
                 user=SimpleAuthManagerUser(username="oncall-test", role="admin"),
                 session=session,
                 map_index=-1,

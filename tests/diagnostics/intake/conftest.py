@@ -1,8 +1,9 @@
 """Fixtures of the intake library tests.
 
 ``MemoryBackend`` is an in-memory Airflow for the in-process tests of the decision logic and of the
-HTTP layer (duplicate run ids refused like Airflow's 409, states settable, notes kept, and an
-``down`` switch to make it unavailable). The real backends are tested against a real Airflow:
+HTTP layer (duplicate run ids refused like Airflow's 409, run and task states settable, notes kept,
+human gates answered like the HITL API's 409 once answered, and a ``down`` switch to make it
+unavailable). The real backends are tested against a real Airflow:
 the plugin's in tests/plugins/, the REST one in the integration tests.
 """
 
@@ -40,6 +41,7 @@ class MemoryRun:
     conf: dict[str, Any]
     note: str
     state: str = "queued"
+    tasks: dict[str, str | None] = field(default_factory=dict)  # task id -> state
 
 
 @dataclass
@@ -48,6 +50,8 @@ class MemoryBackend:
     down: str | None = None  # when set, every call raises BackendUnavailable(down)
     dags: set[str] = field(default_factory=lambda: {"incident_response"})
     calls: list[str] = field(default_factory=list)
+    # (run, task, option, params) of every human gate answered
+    answers: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _check(self, what: str) -> None:
@@ -73,6 +77,22 @@ class MemoryBackend:
     def set_note(self, dag_id: str, run_id: str, note: str) -> None:
         self._check("set_note")
         self.runs[run_id].note = note
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None] | None:
+        self._check("task_states")
+        run = self.runs.get(run_id)
+        return dict(run.tasks) if run else None
+
+    def answer_gate(
+        self, dag_id: str, run_id: str, task_id: str, option: str, params: dict[str, Any]
+    ) -> bool:
+        self._check("answer_gate")
+        run = self.runs.get(run_id)
+        if run is None or run.tasks.get(task_id) != "awaiting_input":
+            return False  # the HITL API's 404 / 409
+        run.tasks[task_id] = "success"
+        self.answers.append((run_id, task_id, option, copy.deepcopy(params)))
+        return True
 
     def ping(self, dag_id: str) -> str:
         self._check("ping")

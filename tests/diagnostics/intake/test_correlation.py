@@ -224,9 +224,9 @@ def test_a_version_1_journal_is_upgraded_in_place(tmp_path: Path) -> None:
     assert journal.open_incident("g") == old
     journal.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("3",)
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"incidents_correlation", "incident_groups_run"} <= indexes
+    assert {"incidents_correlation", "incident_groups_run", "reevaluations_incident"} <= indexes
     Journal(path).close()  # a second open (another api-server worker) changes nothing
 
 

@@ -104,7 +104,7 @@ def test_the_regression_alert_and_model_not_loaded_share_one_key(grader: Grader)
     incident = open_incident(regression.correlation.key, NOW - 300)
     s = snapshot(correlated=incident)
     assert decide.escalation_lookup(prometheus, s, grader, 3600) is None  # L4: immediate, no count
-    out = decide.decide(prometheus, s, grader, "incident_response", lambda g, e: pytest.fail("no new run"))
+    out = decide.decide(prometheus, s, grader, "incident_response", lambda g, e: {"grade": g.grade.value})
     plan, write = out.plan, out.record.incident
     assert (plan.outcome, plan.run_id, plan.create) == ("joined", incident.run_id, False)
     assert plan.detail.startswith(
@@ -112,6 +112,14 @@ def test_the_regression_alert_and_model_not_loaded_share_one_key(grader: Grader)
         "its last delivery 300 s ago); 1 new firing alert(s); grade raised L2 -> L4 (core_path_failing); "
         "escalated: L4 escalates at once"
     )
+    # No new incident: a re-evaluation of this one, on fresh evidence (started after the commit).
+    again = write.reevaluate
+    assert again is not None and plan.reevaluate == again.run_id == f"{incident.run_id}__r2"
+    assert (again.previous_run_id, again.keys) == (incident.run_id, ("grade:L4",))
+    assert again.reason == "ModelNotLoaded raised L2 -> L4"
+    assert again.conf == {
+        "grade": "L4", "reevaluates": incident.run_id, "reevaluation_reason": "ModelNotLoaded raised L2 -> L4"
+    }  # fmt: skip
     assert plan.graded is not None and plan.graded.grade.value == "L4" and plan.force_note
     assert write.insert is None and write.update_run == incident.run_id
     assert write.join is not None and (write.join.group_key, write.join.rule) == (

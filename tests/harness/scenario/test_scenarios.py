@@ -436,6 +436,24 @@ def test_no_incident_fails_what_needs_one_and_a_second_one_fails_max_incidents()
     assert counted.passed and counted.observed == 1 and "incident__s" in counted.detail
 
 
+def test_a_re_evaluation_run_is_the_same_incident_and_its_conclusion_is_the_incidents() -> None:
+    """Issue 19: the first run waited at insufficient evidence; a gate breach started a re-evaluation
+    run (conf ``reevaluates``) that rolled back. One incident; scored on the re-evaluation run."""
+    from harness.scenario.collect import follow_reevaluations
+
+    waited = run_obs(decision="insufficient_evidence", decision_rule="insufficient_evidence",
+                     rollback_outcome=None, grade="L2", incident_grade="L3")  # fmt: skip
+    again = run_obs(run_id="incident__a__r2", reevaluates="incident__a", grade="L3")
+    obs = observation(waited, again)
+    assert follow_reevaluations(obs) == "incident__a__r2"
+    obs.primary = "incident__a__r2"
+    expect = {**FULL, "grade": ["L3"], "max_incidents": 1}
+    result = score(scenario(**expect), obs)
+    by = {e.name: e for e in result.expectations}
+    assert by["max_incidents"].passed and by["max_incidents"].observed == 1
+    assert by["decision_rule"].passed and by["rollback"].passed
+
+
 def test_healthy_expectations_forbidden_incident_nothing_blamed_and_no_rollback() -> None:
     healthy = Scenario.model_validate(
         {

@@ -377,6 +377,14 @@ class Tx:
         sets = ", ".join(f"{k} = ?" for k in fields)
         self.c.execute(f"UPDATE incidents SET {sets} WHERE run_id = ?", (*fields.values(), run_id))  # noqa: S608
 
+    def close_open_incidents(self, now: float) -> list[str]:
+        """Close every unclosed incident (an operator's or a test harness's fresh start: the next alert
+        opens a new incident instead of joining one); the run ids closed."""
+        ids = [str(r[0]) for r in self.c.execute("SELECT run_id FROM incidents WHERE state != 'closed'")]
+        for run_id in ids:
+            self.update_incident(run_id, state="closed", closed_at=now)
+        return ids
+
     # --- re-evaluations ---------------------------------------------------------------------------
 
     def insert_reevaluation(self, new: NewReevaluation, delivery_id: int, now: float) -> None:

@@ -33,6 +33,22 @@ class ScenarioAbort(Exception):
     """The scenario cannot go on (already recorded in the observation's errors)."""
 
 
+def close_intake_incidents(settings: Settings) -> list[str]:
+    """Close every open incident in the stack's intake journal (the run ids)."""
+    from diagnostics.intake.config import IntakeSettings
+    from diagnostics.intake.journal import Journal
+
+    path = IntakeSettings().journal_path(settings)
+    if not path.exists():
+        return []
+    journal = Journal(path)
+    try:
+        with journal.transaction() as tx:
+            return tx.close_open_incidents(time.time())
+    finally:
+        journal.close()
+
+
 def settle(
     parts: StackParts, sc: Scenario, obs: ScenarioObservation, *, reset: bool, seen_runs: set[str], say: Say
 ) -> None:
@@ -47,6 +63,11 @@ def settle(
         procs.stop("prometheus")
         procs.start("prometheus", wipe=parts.settings.home / "prometheus" / "data", say=say)
         truncate_logs(parts.settings.log_dir)
+        # An earlier scenario's incident stays open while its alerts fire (and quiet_s after): this
+        # scenario's alerts would join it. Its runs are over (wait_idle), so it is closed here.
+        closed = close_intake_incidents(parts.settings)
+        if closed:
+            say(f"closed the intake's open incident(s) of earlier scenarios: {', '.join(closed)}")
     problem = problem or wait_quiet(parts.settings, say, reset)
     if problem:
         obs.errors.append(problem)

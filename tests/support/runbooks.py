@@ -8,7 +8,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 
-def lighter_runbooks(tmp: Path) -> Path:
+def lighter_runbooks(tmp: Path, correlate: bool = True) -> Path:
     """The repo's runbooks with phase 2's and 3's audio work cut to a clip or two and a smaller
     regression suite: for tests about phase 1, the decision and the response;
     tests/diagnostics/deep_diagnosis/ judges every clip."""
@@ -26,4 +26,8 @@ def lighter_runbooks(tmp: Path) -> Path:
         {"chat": 4, "text_embeddings": 4, "image_embeddings": 4, "transcriptions": 1, "router_audio": 0}
     )
     (books / "regression.yaml").write_text(yaml.safe_dump(reg))
+    if not correlate:  # every alert group its own incident (correlation has its own tests)
+        grading = yaml.safe_load((books / "grading.yaml").read_text())
+        grading["correlation"]["rules"] = []
+        (books / "grading.yaml").write_text(yaml.safe_dump(grading, allow_unicode=True))
     return books

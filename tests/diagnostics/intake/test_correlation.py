@@ -280,3 +280,19 @@ def test_a_joined_incident_closes_when_every_groups_alerts_are_quiet_and_is_prun
     clock.advance(31 * 86_400)
     pruned = service.reconcile().pruned
     assert (pruned["incidents"], pruned["incident_groups"]) == (1, 1)
+
+
+def test_closing_the_open_incidents_lets_the_next_alert_open_its_own(
+    service: IntakeService, backend: MemoryBackend, clock: Clock
+) -> None:
+    # The scenario runner's fresh start between scenarios: an earlier incident must not absorb the next.
+    first = send(service, golden_regression(clock.now - 5))
+    with service.journal.transaction() as tx:
+        assert tx.close_open_incidents(clock.now) == [first.run_id]
+        assert tx.close_open_incidents(clock.now) == []
+    closed = service.journal.incident(str(first.run_id))
+    assert closed is not None and closed.state == "closed"
+    clock.advance(60)
+    fault = send(service, model_not_loaded(clock.now - 40))
+    assert fault.outcome == "created" and fault.run_id != first.run_id
+    assert len(backend.runs) == 2

@@ -7,6 +7,23 @@ VENV="${TRIAGE24_VENV:-$(pwd)/.venv}"
 export PATH="$VENV/bin:$PATH" HF_HUB_OFFLINE=1
 echo "== ruff (lint)";   ruff check .
 echo "== ruff (format)"; ruff format --check .
-echo "== mypy diagnostics/ harness/"; mypy diagnostics harness
+# mypy (about a minute cold, one core) runs beside pytest, whose first minutes are mostly waits on real
+# servers; its verdict is printed and enforced when pytest is done.
+types="$(mktemp)"
+trap 'rm -f "$types"' EXIT
+echo "== mypy diagnostics/ harness/ (beside pytest; its result follows pytest's)"
+mypy diagnostics harness >"$types" 2>&1 &
+mypy_pid=$!
 echo "== pytest"
-exec python -m pytest "$@"
+set +e
+python -m pytest "$@"
+tests=$?
+wait "$mypy_pid"
+typed=$?
+set -e
+echo "== mypy diagnostics/ harness/"; cat "$types"
+if (( typed != 0 )); then
+  echo "mypy failed" >&2
+  exit "$typed"
+fi
+exit "$tests"

@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -43,7 +43,6 @@ from diagnostics.runbooks.loader import load_yaml_model
 from diagnostics.runbooks.notifications import IncidentState, NotificationSettings, NotificationsFile
 
 __all__ = [
-    "ESCALATED",
     "Delivery",
     "IncidentState",
     "Notifier",
@@ -61,18 +60,14 @@ LEDGER_DIR = "notifications"
 LEDGER = "ledger.json"
 LOCK = ".ledger.lock"
 
-# A page, not a courtesy update; filtered like every state (notifications.states, min_grade).
-ESCALATED: Final = IncidentState.ESCALATED
-Kind = IncidentState
-
-_TITLES: dict[Kind, tuple[str, str]] = {
+_TITLES: dict[IncidentState, tuple[str, str]] = {
     IncidentState.OPENED: (":rotating_light:", "incident opened"),
     IncidentState.DECIDED: (":scales:", "decision made"),
     IncidentState.ROLLED_BACK: (":rewind:", "canary rolled back"),
     IncidentState.RECOVERED: (":white_check_mark:", "service recovered"),
     IncidentState.OVERDUE: (":hourglass:", "phase deadline passed"),
     IncidentState.CLOSED: (":lock:", "incident closed"),
-    ESCALATED: (":sos:", "escalated: a human is needed now"),
+    IncidentState.ESCALATED: (":sos:", "escalated: a human is needed now"),  # a page
 }
 # Slack's limits: header text 150 characters, section text 3000, 10 fields of 2000.
 _HEADER_MAX, _SECTION_MAX, _FIELD_MAX, _FIELDS_MAX = 150, 3000, 2000, 10
@@ -91,7 +86,7 @@ class NotifyResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     incident_id: str
-    state: Kind
+    state: IncidentState
     delivery: Delivery
     reason: str
     attempts: int = 0
@@ -115,7 +110,7 @@ class Ledger(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     incident_id: str
-    states: dict[Kind, LedgerEntry] = Field(default_factory=dict)
+    states: dict[IncidentState, LedgerEntry] = Field(default_factory=dict)
 
 
 def load_notifications(
@@ -150,7 +145,7 @@ def _view(incident: Incident | Mapping[str, Any]) -> _IncidentView:
         ) from None
 
 
-def _kind(state: IncidentState | str) -> Kind:
+def _kind(state: IncidentState | str) -> IncidentState:
     try:
         return IncidentState(state)
     except ValueError:
@@ -263,7 +258,7 @@ class Notifier:
     def ledger_path(self, incident_id: str) -> Path:
         return self.root / incident_id / LEDGER_DIR / LEDGER
 
-    def _skip(self, inc: _IncidentView, state: Kind) -> str | None:
+    def _skip(self, inc: _IncidentView, state: IncidentState) -> str | None:
         """Why this change is not posted (None: it is)."""
         cfg = self.settings
         if state not in cfg.states:
@@ -412,5 +407,11 @@ def escalate(
     """Page a human at once (``escalated``): the summary says what stays bad and why. Never raises
     for the receiver; one page per incident (the ledger), like every state change."""
     return notify(
-        incident, ESCALATED, summary=summary, details=details, link=link, root=root, environ=environ
+        incident,
+        IncidentState.ESCALATED,
+        summary=summary,
+        details=details,
+        link=link,
+        root=root,
+        environ=environ,
     )

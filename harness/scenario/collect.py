@@ -37,6 +37,7 @@ def collect(
         obs.primary = obs.runs[0].run_id  # interrupted before the timeline chose
     obs.primary = follow_reevaluations(obs)
     obs.deliveries = deliveries(settings, obs.started_at)
+    obs.alert_groups = incident_groups(settings, [r.run_id for r in obs.runs])
     grades = incident_grades(settings, [r.run_id for r in obs.runs])
     for run_obs in obs.runs:
         run_obs.incident_grade = grades.get(run_obs.run_id)
@@ -102,4 +103,21 @@ def incident_grades(settings: Settings, run_ids: list[str]) -> dict[str, str]:
     return out
 
 
-__all__ = ["collect", "deliveries", "follow_reevaluations", "incident_grades"]
+def incident_groups(settings: Settings, run_ids: list[str]) -> dict[str, list[str]]:
+    """Each run's incident's alert groups (the opener first, then those the correlation rules joined),
+    from the intake journal; a re-evaluation run gets its incident's."""
+    from diagnostics.intake.config import IntakeSettings
+    from diagnostics.intake.journal import Journal, JournalError
+    from diagnostics.intake.members import incident_alerts
+
+    path = IntakeSettings().journal_path(settings)
+    if not run_ids or not path.is_file():
+        return {}
+    try:
+        held = incident_alerts(Journal(path), run_ids)
+    except (JournalError, sqlite3.Error):
+        return {}
+    return {run_id: [g.group_key for g in alerts.groups] for run_id, alerts in held.items()}
+
+
+__all__ = ["collect", "deliveries", "follow_reevaluations", "incident_grades", "incident_groups"]

@@ -142,6 +142,24 @@ class Outage(_Strict):
     duration_s: float = Field(gt=0, le=1800)
 
 
+class SentAlert(_Strict):
+    """An alert a second monitoring system sends straight to the intake, as its own alert group: e.g.
+    Grafana's webhook contact point beside Prometheus + Alertmanager (harness/scenario/senders.py)."""
+
+    sender: Literal["grafana"] = "grafana"
+    after: Literal["start", "alert"] = Field(
+        default="start",
+        description="start: after the warm-up; alert: when Alertmanager first holds an alert of the "
+        "faulty version",
+    )
+    delay_s: Seconds = 0.0
+    alertname: str = Field(min_length=1, max_length=200)
+    severity: str = Field(default="warning", min_length=1, description="the sender's severity label")
+    version: Version = "canary"
+    labels: dict[str, str] = Field(default_factory=dict, description="more labels (target is testbed)")
+    summary: str = Field(default="", max_length=500)
+
+
 class Trigger(_Strict):
     """How the incident run comes to be."""
 
@@ -211,6 +229,12 @@ class Expect(_Strict):
         default=None, description="phase-1/phase-2 check -> acceptable statuses"
     )
     run_state: list[Literal["success", "failed"]] | None = Field(default=None, min_length=1)
+    alert_groups: int | None = Field(
+        default=None,
+        ge=1,
+        description="the scenario's incident holds alerts of at least this many alert groups (senders "
+        "joined by the intake's correlation rules)",
+    )
     deadlines: Deadlines | None = None
 
 
@@ -228,6 +252,9 @@ class Scenario(_Strict):
     traffic: Traffic
     faults: list[FaultStep] = Field(default_factory=list)
     outages: list[Outage] = Field(default_factory=list)
+    sent_alerts: list[SentAlert] = Field(
+        default_factory=list, description="alerts a second monitoring system sends to the intake"
+    )
     trigger: Trigger = Field(default_factory=Trigger)
     human: Human = Field(default_factory=Human)
     expect: Expect

@@ -56,6 +56,9 @@ class ScenarioObservation(_Model):
     deliveries: dict[str, int] = Field(
         default_factory=dict, description="intake outcomes during the scenario"
     )
+    alert_groups: dict[str, list[str]] = Field(
+        default_factory=dict, description="each run's incident's alert groups (group keys, the opener first)"
+    )
     pii_values_logged: int = Field(default=0, description="distinct PII values the testbed logged")
     peak_rss_mib: float | None = None
     peak_pss_mib: float | None = Field(default=None, description="the same processes' summed PSS")
@@ -178,6 +181,22 @@ def _max_incidents(scenario: Scenario, obs: ScenarioObservation) -> list[Expecta
             observed=len(own),
             passed=len(own) <= e.max_incidents,
             detail=detail.lstrip("; "),
+        )
+    ]
+
+
+def _alert_groups(scenario: Scenario, obs: ScenarioObservation) -> list[ExpectationResult]:
+    want = scenario.expect.alert_groups
+    if want is None:
+        return []
+    groups = obs.alert_groups.get(obs.primary or "", [])
+    return [
+        ExpectationResult(
+            name="alert_groups",
+            expected=f">= {want}",
+            observed=len(groups),
+            passed=len(groups) >= want,
+            detail="; ".join(groups) or "the journal holds no alert group of the scenario's incident",
         )
     ]
 
@@ -363,6 +382,7 @@ def _deadlines(scenario: Scenario, tm: dict[str, float | None]) -> list[Expectat
 _CHECKS: tuple[Callable[[Scenario, ScenarioObservation], list[ExpectationResult]], ...] = (
     _alert_incident,
     _max_incidents,
+    _alert_groups,
     _grade,
     _suspected,
     _nothing_blamed,

@@ -9,8 +9,9 @@ from typing import Any
 
 from harness.scenario.control import VERSIONS, Say, alertmanager_active
 from harness.scenario.runs import DAG_ID, Tracked, answer_human, give_up, incident_runs
-from harness.scenario.schema import FaultStep, Outage, Scenario
+from harness.scenario.schema import FaultStep, Outage, Scenario, SentAlert
 from harness.scenario.scoring import ScenarioObservation
+from harness.scenario.senders import SendError, send
 from harness.scenario.suite_stack import StackParts
 
 POLL_S = 2.0
@@ -50,6 +51,7 @@ class Timeline:
         self.say = say
         self.incident_outages = [o for o in sc.outages if o.after == "incident"]
         self.alert_outages = [o for o in sc.outages if o.after == "alert"]
+        self.alert_sends = [a for a in sc.sent_alerts if a.after == "alert"]
         # The incident the scenario is about: the first of the broken version's alert group.
         self.fault_version = sc.faults[0].version if sc.faults else None
         self.primary_done = False
@@ -66,6 +68,9 @@ class Timeline:
         for o in sc.outages:
             if o.after == "start":
                 events += self._outage_events(o, t0)
+        for a in sc.sent_alerts:
+            if a.after == "start":
+                events.append(Event(t0 + a.delay_s, _send_label(a), self._send(a)))
         if sc.trigger.kind == "manual":
             events.append(
                 Event(t0 + sc.trigger.after_s, "open the investigation (manual trigger)", self._manual)
@@ -78,6 +83,20 @@ class Timeline:
             self.parts.testbed.inject(step.version, step.admin_body())
             if self.obs.fault_injected_at is None:
                 self.obs.fault_injected_at = time.time()
+
+        return go
+
+    def _send(self, step: SentAlert) -> Callable[[], None]:
+        def go() -> None:
+            token = self.parts.stack.secrets["TRIAGE24_WEBHOOK_TOKEN"]
+            try:
+                outcome = send(self.parts.settings, token, step)
+            except SendError as exc:
+                self.obs.errors.append(str(exc))
+                self.say(f"t+{time.time() - self.t0:.0f} s: {exc}")
+                return
+            when = time.time() - self.t0
+            self.say(f"t+{when:.0f} s: the intake answered {step.sender}'s {step.alertname}: {outcome}")
 
         return go
 
@@ -142,8 +161,9 @@ class Timeline:
             time.sleep(1.0)
 
     def _alert_held(self, now: float) -> bool:
-        """Whether Alertmanager now holds the faulty version's alert, with outages that wait for it."""
-        if not self.alert_outages:
+        """Whether Alertmanager now holds the faulty version's alert, with outages or sent alerts that
+        wait for it."""
+        if not self.alert_outages and not self.alert_sends:
             return False
         held = [
             a
@@ -155,6 +175,9 @@ class Timeline:
         self.say(f"t+{now - self.t0:.0f} s: Alertmanager holds {', '.join(held)}")
         self._add_outages(self.alert_outages, now)
         self.alert_outages = []
+        self.events += [Event(now + a.delay_s, _send_label(a), self._send(a)) for a in self.alert_sends]
+        self.events.sort(key=lambda e: e.at)
+        self.alert_sends = []
         return True
 
     def _discover(self, now: float) -> None:
@@ -258,6 +281,10 @@ class Timeline:
         what = "waiting for the alert" if waiting_alert else (states or "waiting")
         alerts = ", ".join(alertmanager_active(self.parts.settings)) or "none"
         self.say(f"t+{now - self.t0:.0f} s: {what}; alerts: {alerts}")
+
+
+def _send_label(step: SentAlert) -> str:
+    return f"{step.sender} sends {step.alertname} ({step.severity}) on {step.version}"
 
 
 __all__ = ["Event", "Timeline"]

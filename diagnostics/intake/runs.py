@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from diagnostics.incident.title import title_of_conf
 from diagnostics.intake.backend import NOTE_MAX_CHARS, TERMINAL_STATES, BackendUnavailable, RunBackend
 from diagnostics.intake.config import IntakeSettings
 from diagnostics.intake.decide import closes, partial_group
@@ -171,6 +172,7 @@ class RunKeeper:
         )
         conf = incident.conf
         lines = [
+            f"**{title_of_conf(conf)}**",  # target version · alert: the Incidents view's title
             f"**{incident.grade}** {self.grader.policy(GradeId(incident.grade)).title}",
             f"rule `{incident.rule}` - {escalation}",
         ]

@@ -71,8 +71,11 @@ def _when(epoch: float | None) -> datetime | None:
 
 
 def alerts_view(held: Held | None, conf: Mapping[str, Any]) -> IncidentAlerts | None:
-    """The incident's groups and alerts: the journal's when it knows the run, else the run conf's."""
+    """The incident's groups and alerts: the journal's when it knows the run (every group that opened or
+    joined it), else the run conf's. The journal keeps no annotations: an alert the run conf also holds
+    gets its summary from there."""
     if held is not None:
+        summaries = {a.fingerprint: a.summary for a in _conf_alerts(conf, "-") if a.summary}
         groups = [
             AlertGroupLine(
                 group_key=g.group_key,
@@ -91,6 +94,7 @@ def alerts_view(held: Held | None, conf: Mapping[str, Any]) -> IncidentAlerts | 
                 alertname=a.labels.get("alertname", ""),
                 status=a.status,
                 severity=a.labels.get("severity"),
+                summary=summaries.get(a.fingerprint),
                 labels=dict(a.labels),
                 starts_at=as_datetime(a.starts_at),
                 episodes=a.episodes,
@@ -103,16 +107,13 @@ def alerts_view(held: Held | None, conf: Mapping[str, Any]) -> IncidentAlerts | 
     return _from_conf(conf)
 
 
-def _from_conf(conf: Mapping[str, Any]) -> IncidentAlerts | None:
-    sent = [a for a in as_list(conf.get("alerts")) if isinstance(a, dict)]
-    if not sent:
-        return None  # a manual run: no alert
-    group_key = as_str(conf.get("group_key")) or "-"
-    labels = {str(k): str(v) for k, v in as_dict(conf.get("group_labels")).items()}
-    alerts = []
-    for a in sent:
+def _conf_alerts(conf: Mapping[str, Any], group_key: str) -> list[AlertLine]:
+    out = []
+    for a in as_list(conf.get("alerts")):
+        if not isinstance(a, dict):
+            continue
         alert_labels = {str(k): str(v) for k, v in as_dict(a.get("labels")).items()}
-        alerts.append(
+        out.append(
             AlertLine(
                 fingerprint=as_str(a.get("fingerprint")) or "-",
                 alertname=alert_labels.get("alertname", ""),
@@ -124,6 +125,15 @@ def _from_conf(conf: Mapping[str, Any]) -> IncidentAlerts | None:
                 group_key=group_key,
             )
         )
+    return out
+
+
+def _from_conf(conf: Mapping[str, Any]) -> IncidentAlerts | None:
+    group_key = as_str(conf.get("group_key")) or "-"
+    alerts = _conf_alerts(conf, group_key)
+    if not alerts:
+        return None  # a manual run: no alert
+    labels = {str(k): str(v) for k, v in as_dict(conf.get("group_labels")).items()}
     return IncidentAlerts(
         source=CONF,
         groups=[AlertGroupLine(group_key=group_key, labels=labels)],

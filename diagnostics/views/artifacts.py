@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,15 @@ class RunArtifacts:
 
     def exists(self, *parts: str) -> bool:
         return self.folder is not None and self.folder.joinpath(*parts).is_file()
+
+    def modified_at(self, *parts: str) -> datetime | None:
+        """When the file was last written (UTC); None when it is not there."""
+        if self.folder is None:
+            return None
+        try:
+            return datetime.fromtimestamp(self.folder.joinpath(*parts).stat().st_mtime, UTC)
+        except OSError:
+            return None
 
 
 class ArtifactNotFound(LookupError):

@@ -9,7 +9,13 @@ from typing import Any
 from diagnostics.decision.model import acts_without_human
 from diagnostics.incident import task_ids
 from diagnostics.views.artifacts import RunArtifacts
-from diagnostics.views.models import ActionRecord, DecisionBrief, DecisionDetail, TaskRecord
+from diagnostics.views.models import (
+    ActionRecord,
+    DecisionBrief,
+    DecisionDetail,
+    RuleReasons,
+    TaskRecord,
+)
 from diagnostics.views.timeline import HUMAN_GATE_PREFIX
 from diagnostics.views.values import as_bool, as_dict, as_float, as_list, as_str
 
@@ -43,13 +49,16 @@ def decision_detail(data: dict[str, Any] | None, source: str) -> DecisionDetail 
         return None
     gate = as_dict(data.get("human_gate"))
     inputs = as_dict(data.get("inputs"))
-    reasons = as_list(data.get("reasons"))
+    reasons = [str(r) for r in as_list(data.get("reasons"))]
+    deciding, others = split_reasons(as_str(data.get("rule")), reasons, as_list(data.get("trace")))
     return DecisionDetail(
         outcome=str(data["outcome"]),
         rule=as_str(data.get("rule")),
         rule_description=as_str(data.get("rule_description")),
         summary=as_str(data.get("summary")),
-        reasons=[str(r) for r in reasons],
+        reasons=reasons,
+        deciding_reasons=deciding,
+        other_rules=others,
         needs_human=bool(data.get("needs_human")),
         gate_breach=_gate_breach(data),
         acts_without_human=_acts_without_human(data),
@@ -61,6 +70,34 @@ def decision_detail(data: dict[str, Any] | None, source: str) -> DecisionDetail 
         human_escalate=as_bool(gate.get("escalate")),
         source=source,
     )
+
+
+def split_reasons(
+    rule: str | None, reasons: list[str], trace: list[Any]
+) -> tuple[list[str], list[RuleReasons]]:
+    """The reasons that decided, and the other rules' notes to fold away.
+
+    A decision stores the deciding rule's reasons first, then every other rule's as ``<rule>: <reason>``
+    (``trace`` has each rule's own), then notes on the decision itself (a sensitive method, a dry run).
+    What decided is every stored reason that is not another rule's; the other rules come from the trace,
+    in precedence order, those without a reason left out. Without a trace naming the deciding rule
+    (a decision stored before the trace), every reason decided: nothing is hidden."""
+    entries = [t for t in trace if isinstance(t, dict) and as_str(t.get("rule"))]
+    if rule is None or not any(t["rule"] == rule for t in entries):
+        return list(reasons), []
+    others = [
+        RuleReasons(
+            rule=str(t["rule"]),
+            outcome=as_str(t.get("outcome")),
+            matched=t.get("matched") is True,
+            reasons=[str(r) for r in as_list(t.get("reasons"))],
+        )
+        for t in entries
+        if t["rule"] != rule
+    ]
+    theirs = {f"{o.rule}: {line}" for o in others for line in o.reasons}
+    deciding = [r for r in reasons if r not in theirs]
+    return deciding, [o for o in others if o.reasons]
 
 
 def _gate_breach(data: dict[str, Any]) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 
 from diagnostics.runbooks.schemas import Sop
 from diagnostics.views.artifacts import RunArtifacts
-from diagnostics.views.models import RankedFinding
+from diagnostics.views.models import LeadFinding, RankedFinding
 from diagnostics.views.runbooks import RUNBOOK_NAME
 from diagnostics.views.values import as_list, as_str
 
@@ -68,3 +68,18 @@ def ranked_findings(
             )
         )
     return ranked, summaries
+
+
+def lead_finding(findings: list[RankedFinding]) -> LeadFinding | None:
+    """The first of the ranked findings: the most severe, phase 1's before phase 2's at equal severity."""
+    if not findings:
+        return None
+    top = findings[0]
+    return LeadFinding(
+        severity=top.severity,
+        problem=top.problem,
+        component=top.component,
+        version=top.version,
+        title=top.title,
+        phase=top.phase,
+    )

@@ -197,8 +197,21 @@ class Superseded(_Output):
     source: str = Field(description="'response record' (the run recorded it) or 'intake journal'")
 
 
+class LeadFinding(_Output):
+    """The incident's most severe finding (the first of its ranked findings): the list's and the title's."""
+
+    severity: str
+    problem: str
+    component: str | None = None
+    version: str | None = None
+    title: str
+    phase: str
+
+
 class IncidentRow(_Output):
     run_id: str
+    title: str = Field(description="target version · lead problem on its component (or the alert)")
+    open: bool = Field(description="its run is not over, or (intake journal) its alerts still fire")
     target: str
     grade: str | None
     grade_label: str = Field(description="the grade, or 'ungraded' (manual runs)")
@@ -215,7 +228,18 @@ class IncidentRow(_Output):
     time_to_decision_s: float | None = Field(
         default=None, description="from the alert to the decision (the human's answer where one was asked)"
     )
-    time_to_recover_s: float | None = Field(default=None, description="as the recovery verification measured")
+    lead: LeadFinding | None = None
+    action_taken: str | None = Field(default=None, description="what the response did (None: nothing yet)")
+    mitigated_at: datetime | None = Field(default=None, description="when the rollback took the canary out")
+    time_to_mitigate_s: float | None = Field(
+        default=None, description="from the alert to the rollback applied (None: not mitigated, or unknown)"
+    )
+    mitigation: str = Field(default="not mitigated", description="the mitigation, for a person")
+    verified_at: datetime | None = Field(default=None, description="when the recovery was verified")
+    time_to_recover_s: float | None = Field(
+        default=None, description="from the alert to the recovery verified (None: not verified, or unknown)"
+    )
+    recovery: str = Field(default="not verified", description="the recovery, for a person")
     recovered: bool | None = None
     overdue: bool = Field(description="an unfinished phase is past its deadline")
     overdue_phases: list[str] = Field(default_factory=list)
@@ -244,12 +268,27 @@ class RankedFinding(_Output):
     runbook_missing: str | None = Field(default=None, description="a runbook named but not found")
 
 
+class RuleReasons(_Output):
+    """A rule of the decision policy that did not decide, with its notes (the page folds these)."""
+
+    rule: str
+    outcome: str | None = None
+    matched: bool = Field(description="it applied, but a rule before it in the precedence decided")
+    reasons: list[str] = Field(default_factory=list)
+
+
 class DecisionDetail(_Output):
     outcome: str
     rule: str | None = None
     rule_description: str | None = None
     summary: str | None = None
-    reasons: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list, description="every reason, as stored")
+    deciding_reasons: list[str] = Field(
+        default_factory=list, description="the deciding rule's reasons and the notes on the decision itself"
+    )
+    other_rules: list[RuleReasons] = Field(
+        default_factory=list, description="the other rules with a reason, in precedence order"
+    )
     needs_human: bool = False
     gate_breach: bool = False  # a hard canary-gate breach decided it
     acts_without_human: bool = False  # Decision.acts_without_human

@@ -22,6 +22,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import REPO
 from tests.diagnostics.views.test_incidents import (
+    APPLIED_AT,
     PHASE1_DONE,
     PHASE2_DONE,
     T0,
@@ -32,6 +33,7 @@ from tests.diagnostics.views.test_incidents import (
     write_incident,
     write_recovery,
     write_report,
+    write_rollback,
 )
 
 # The unit-test Airflow config's JWT secret is shorter than PyJWT recommends; the view's own checks
@@ -132,6 +134,7 @@ def ui(airflow_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[U
         # Rolled back and recovered.
         write_incident(root, ROLLED)
         write_decision(root, ROLLED, "rollback")
+        write_rollback(root, ROLLED, APPLIED_AT)
         write_recovery(root, ROLLED)
         rolled = tasks(**PHASE1_DONE, **PHASE2_DONE, decision__decide="success",
                        decision__go_rollback="success", response__rollback="success",
@@ -278,8 +281,22 @@ def test_the_list_shows_the_runs_as_incidents(ui: Ui) -> None:
         w["pending_gate"] == "decision.human_gate_L3" and w["decision"]["outcome"] == "insufficient_evidence"
     )
     r = rows[ROLLED]
-    assert (r["status"], r["decision"]["outcome"], r["time_to_recover_s"]) == ("finished", "rollback", 10.0)
-    assert r["time_to_decision_s"] == 16 * 60
+    assert (r["status"], r["decision"]["outcome"], r["action_taken"]) == (
+        "finished",
+        "rollback",
+        "rolled back",
+    )
+    # from the alert: decided at 16 min, the canary out at 27:30, the recovery verified at 28:45
+    assert (r["time_to_decision_s"], r["time_to_mitigate_s"], r["time_to_recover_s"]) == (960, 1650, 1725)
+    assert (w["title"], r["title"]) == (
+        "testbed · model_not_loaded on embedding", "testbed · manual investigation",
+    )  # fmt: skip
+    assert (w["lead"]["problem"], w["open"], r["open"]) == ("model_not_loaded", True, False)
+    assert (w["time_to_mitigate_s"], w["mitigation"], w["recovery"]) == (
+        None,
+        "not mitigated",
+        "not verified",
+    )
     assert r["overdue"] is False and w["overdue"] is True  # the fixture's alert was in March 2026
     assert (rows[ODD]["status"], rows[ODD]["target"]) == ("queued", XSS)
     assert str(ui.root) not in json.dumps(data)
@@ -339,7 +356,11 @@ def test_the_incident_page_has_the_decision_the_gate_the_timeline_and_the_findin
     assert [f["problem"] for f in detail["findings"]][:2] == ["model_not_loaded", "embedding_dim_mismatch"]
 
     rolled = ui.get(f"/incidents/{ROLLED}").text
-    assert "rollback</strong>" in rolled and "recovery_verification" in rolled and "recovered 10 s" in rolled
+    assert "rollback</strong>" in rolled and "recovery_verification" in rolled
+    assert "recovered 10 s into the verification" in rolled, "the verification's own wait, labelled as such"
+    assert (
+        '<dd id="time-to-mitigate">27 min 30 s' in rolled and '<dd id="time-to-recover">28 min 45 s' in rolled
+    )
     assert "The decision needs you" not in rolled and "no report yet" in rolled
 
     odd = ui.get(f"/incidents/{ODD}").text

@@ -20,6 +20,7 @@ from diagnostics.incident.model import incident_from_conf
 from diagnostics.incident.results import CheckResult, Finding, Status
 from diagnostics.incident.store import write_json, write_result
 from diagnostics.incident.summary import summarize
+from diagnostics.response.rollback.contracts import ActionResult
 from diagnostics.response.verify import ProbePart, RecoveryProbe, verify_recovery
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.loader import load_yaml_model
@@ -41,6 +42,7 @@ SOP = load_yaml_model(REPO / "runbooks" / "sop.yaml", Sop)
 RUNBOOKS = REPO / "runbooks"
 T0 = datetime(2026, 3, 1, 3, 0, tzinfo=UTC)
 AUDIT_KEY = AuditKey("incidents-view-test-audit-key-0123456789abcdef")
+FIXTURES = REPO / "tests" / "diagnostics" / "fixtures"
 
 # The incident DAG's task ids (as the scheduler creates them for every run).
 TASK_IDS = [
@@ -68,6 +70,10 @@ TASK_IDS = [
     "response.hold",
     "verified_delivery.audit_bundle",
 ]
+
+
+VERIFIED_AT = T0 + timedelta(minutes=28, seconds=45)  # response.verify_recovery of tasks() ends at 29 min
+APPLIED_AT = T0 + timedelta(minutes=27, seconds=30)  # response.rollback of tasks() ends at 28 min
 
 
 def _problem(problem_id: str) -> Any:
@@ -156,8 +162,27 @@ def write_decision(root: Path, run_id: str, kind: str = "insufficient") -> dict[
     return decision.model_dump(mode="json")
 
 
-def write_recovery(root: Path, run_id: str) -> float:
-    """A real recovery verification: two bad samples, then recovered (5 s apart): 10 s to recover."""
+def write_rollback(root: Path, run_id: str, applied_at: datetime, **changes: Any) -> dict[str, Any]:
+    """A rollback result as the gateway_weight method stored it in a real run (the canary weight
+    10 -> 0; tests/diagnostics/fixtures/incident_rollback), for this run, applied at ``applied_at``."""
+    stored = json.loads((FIXTURES / "incident_rollback" / "response" / "rollback.json").read_text())
+    result = ActionResult.model_validate(
+        {
+            **stored,
+            "incident_id": run_id,
+            "started_at": (applied_at - timedelta(milliseconds=47)).isoformat(),
+            "finished_at": applied_at.isoformat(),
+            **changes,
+        }
+    )
+    write_result(root, run_id, "response", "rollback", result)
+    return result.model_dump(mode="json")
+
+
+def write_recovery(root: Path, run_id: str, verified_at: datetime | None = None) -> float:
+    """A real recovery verification: two bad samples, then recovered (5 s apart): 10 s to recover,
+    stored at ``verified_at`` (default: when the builders' verify_recovery task ends, 29 min after the
+    alert; the view reads when the verdict was stored from the file)."""
     now = [0.0]
     readings = iter([False, False, True, True, True])
 
@@ -168,7 +193,9 @@ def write_recovery(root: Path, run_id: str) -> float:
         now[0] += s
 
     result = verify_recovery(probe, timeout_s=300, interval_s=5, clock=lambda: now[0], sleep=sleep)
-    write_result(root, run_id, "response", "recovery_verification", result)
+    path = write_result(root, run_id, "response", "recovery_verification", result)
+    stamp = (verified_at or VERIFIED_AT).timestamp()
+    os.utime(path, (stamp, stamp))
     assert result.time_to_recover_s is not None
     return result.time_to_recover_s
 
@@ -241,9 +268,11 @@ def _three(root: Path) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, A
     rolled = "incident__testbed-canary__aaaa"
     write_json(
         root / rolled / "incident.json",
-        {**write_incident(root, rolled), "grade": "L4", "source": "alertmanager"},
+        {**write_incident(root, rolled, version="canary"), "grade": "L4", "source": "alertmanager"},
     )
+    write_findings(root, rolled)
     write_decision(root, rolled, "rollback")
+    write_rollback(root, rolled, APPLIED_AT)
     ttr = write_recovery(root, rolled)
     assert ttr == 10.0
     rolled_tasks = tasks(
@@ -292,8 +321,25 @@ def test_the_list_shows_status_phase_decision_times_and_overdue_per_incident(roo
     # decided when decision.decide ended
     decided = next(t["end_date"] for t in by_run[rolled.run_id] if t["task_id"] == "decision.decide")
     assert rolled.time_to_decision_s == (decided - T0).total_seconds() == 16 * 60
-    assert (rolled.time_to_recover_s, rolled.recovered) == (10.0, True)
+    # both from the alert: the rollback applied at 27:30, the recovery verified at 28:45
+    assert (rolled.time_to_mitigate_s, rolled.mitigated_at, rolled.mitigation) == (
+        27 * 60 + 30, APPLIED_AT, "rolled back",
+    )  # fmt: skip
+    assert (rolled.time_to_recover_s, rolled.verified_at, rolled.recovered) == (
+        28 * 60 + 45,
+        VERIFIED_AT,
+        True,
+    )
+    assert (rolled.title, rolled.action_taken) == (
+        "testbed canary · model_not_loaded on embedding",
+        "rolled back",
+    )
+    assert rolled.lead is not None and (rolled.lead.severity, rolled.lead.component) == (
+        "critical",
+        "embedding",
+    )
     assert not rolled.overdue and rolled.missed_deadlines == []
+    assert [r.open for r in data.rows] == [True, True, False]
 
     assert (waiting.status, waiting.phase, waiting.grade_label) == ("awaiting_human", "decision", "ungraded")
     assert waiting.pending_gate == "decision.human_gate_ungraded"
@@ -301,6 +347,13 @@ def test_the_list_shows_status_phase_decision_times_and_overdue_per_incident(roo
     assert waiting.decision.outcome == "insufficient_evidence"
     assert waiting.time_to_decision_s is None, "asking a human is not a decision yet"
     assert waiting.source == "manual"
+    assert waiting.title == "testbed · manual investigation" and waiting.lead is None
+    assert (waiting.action_taken, waiting.time_to_mitigate_s, waiting.mitigation) == (
+        None,
+        None,
+        "not mitigated",
+    )
+    assert (waiting.time_to_recover_s, waiting.recovery, waiting.recovered) == (None, "not verified", None)
 
     assert (slow.status, slow.phase, slow.target, slow.grade) == ("running", "golden_window", "other", "L2")
     assert slow.overdue and slow.overdue_phases == ["golden_window"], (

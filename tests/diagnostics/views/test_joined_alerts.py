@@ -155,3 +155,27 @@ def test_the_pages_and_the_api_show_the_joined_alerts(joined: Joined, tmp_path: 
     data = client.get(f"/api/incidents/{joined.run_id}").json()
     assert [g["joined"] for g in data["alerts"]["groups"]] == [False, True]
     assert data["row"]["joined_groups"] == 1
+
+
+def test_a_run_that_ended_stays_open_while_the_journal_has_its_alerts_firing(joined: Joined) -> None:
+    held = JournalAlerts(lambda: joined.journal_path).alerts([joined.run_id])
+    ended = run(joined.run_id, "success", conf=joined.conf)
+    listed = view.list_incidents([ended], {joined.run_id: tasks()}, Path("/x"), SOP, now=NOW, alerts=held)
+    (row,) = listed.rows
+    assert (row.status, row.alerts_firing, row.open) == ("finished", 2, True)
+    assert row.title == "testbed canary · GoldenRegression", "before findings: the alert that opened it"
+    # the run conf's alerts are those it was opened with, not news: a finished run there is over
+    alone = view.list_incidents([ended], {joined.run_id: tasks()}, Path("/x"), SOP, now=NOW)
+    assert (alone.rows[0].alerts_firing, alone.rows[0].open) == (1, False)
+
+
+def test_journal_alerts_get_their_summary_from_the_run_conf_where_it_has_them(joined: Joined) -> None:
+    held = JournalAlerts(lambda: joined.journal_path).alerts([joined.run_id])[joined.run_id]
+    detail = view.incident_detail(
+        run(joined.run_id, "running", conf=joined.conf), tasks(), Path("/x"), SOP, now=NOW, alerts=held
+    )
+    assert detail.alerts is not None
+    assert [(a.alertname, a.summary) for a in detail.alerts.alerts] == [
+        ("GoldenRegression", "testbed canary image: golden regression failing (clip_pair_3)"),
+        ("ModelNotLoaded", None),  # joined from another group: the journal keeps no annotations
+    ]

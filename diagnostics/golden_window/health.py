@@ -5,7 +5,7 @@ Per endpoint: reachable or not, HTTP status, response time, overall status and p
 
 A failed GET (timeout, refused connection, a body that is not the expected JSON, an HTTP error) is
 never a crash, and alone it is not a verdict either: ``service_unreachable`` is critical and rolls a
-canary back with no human, so one lost packet must not do that. A failed GET is retried
+canary back with no human, so one lost packet must not do that. A failed GET is retried (tenacity)
 (``thresholds.yaml`` ``health_confirmation``: ``tries`` GETs, ``backoff_s`` doubling, no retry later
 than ``window_s`` after the first; a healthy first GET costs nothing more), and a failure that
 survives the retries needs a second signal (:mod:`.health_confirm`: Prometheus ``up``, the gateway's
@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
+from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
 from diagnostics.golden_window.health_confirm import Confirmation, Witness
 from diagnostics.incident.results import CheckResult, Finding, Status
 from diagnostics.runbooks.schemas import Endpoint, HealthConfirmation, PriorityMatrix, Severity, Target
 from diagnostics.sources.prometheus import Reader
+from diagnostics.sources.retry import StopPast
 
 CHECK = "health_snapshot"
 MODULES = ("llm", "embedding", "multimodal_router", "audio_processor")
@@ -120,25 +123,39 @@ def fetch_health(name: str, endpoint: Endpoint, client: httpx.Client) -> Endpoin
 
 
 def fetch_with_retries(
-    name: str, endpoint: Endpoint, client: httpx.Client, conf: HealthConfirmation
+    name: str,
+    endpoint: Endpoint,
+    client: httpx.Client,
+    conf: HealthConfirmation,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> EndpointHealth:
     """:func:`fetch_health`, retried while it fails: at most ``conf.tries`` GETs, pausing
     ``backoff_s`` (doubling) between them, none started later than ``conf.window_s`` after the first
     (so the worst case is about ``window_s`` plus one timeout). The last answer is returned with the
     tries, the elapsed time and every failed try's error; ``reachability`` is ``answered``,
-    ``recovered`` or (every try failed, before any second signal) ``unconfirmed``."""
+    ``recovered`` or (every try failed, before any second signal) ``unconfirmed``. ``sleep`` pauses
+    between tries (tests record it)."""
     started = time.monotonic()
-    result = fetch_health(name, endpoint, client)
     errors: list[str] = []
-    tries, pause = 1, conf.backoff_s
-    while result.failed:
-        errors.append(result.error or "no usable answer")
-        if tries >= conf.tries or time.monotonic() - started + pause > conf.window_s:
-            break
-        time.sleep(pause)
-        pause *= 2
-        result = fetch_health(name, endpoint, client)
+    tries = 0
+
+    def attempt() -> EndpointHealth:
+        nonlocal tries
         tries += 1
+        answer = fetch_health(name, endpoint, client)
+        if answer.failed:
+            errors.append(answer.error or "no usable answer")
+        return answer
+
+    retrying = Retrying(
+        retry=retry_if_result(lambda answer: answer.failed),
+        stop=stop_after_attempt(conf.tries) | StopPast(conf.window_s),
+        wait=wait_exponential(multiplier=conf.backoff_s),  # backoff_s, then doubling
+        sleep=sleep,
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+    )
+    result: EndpointHealth = retrying(attempt)
     reachability = "unconfirmed" if result.failed else "answered" if tries == 1 else "recovered"
     return result.model_copy(
         update={

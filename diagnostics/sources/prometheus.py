@@ -5,13 +5,19 @@ Every failure - refused connection, timeout, HTTP error, a body that is not Prom
 ``status: error`` - is raised as a :class:`PrometheusError` with a human reason, which the check turns
 into ``insufficient_evidence``. NaN and ±Inf values (``histogram_quantile`` over no data) are "no
 data" (``None``), never numbers.
+
+Transient failures are retried (:mod:`diagnostics.sources.retry`, tenacity): a refused or reset
+connection, HTTP 5xx and 429 (its ``Retry-After`` honoured), with a doubling backoff and a deadline
+per query; a timeout is not retried, so a hanging Prometheus costs one ``timeout_s`` and the check
+moves on. A failure after retries says how many attempts it took (``PrometheusError.attempts``).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -25,21 +31,31 @@ from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from diagnostics.runbooks.schemas import Channel, MetricNames, Target
+from diagnostics.sources.retry import retry_after_s, retrying
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _CHANNELS = frozenset(c.value for c in Channel)
 
 
 class PrometheusError(Exception):
-    """Prometheus could not answer a query; ``reason`` says why, for a human."""
+    """Prometheus could not answer a query; ``reason`` says why, for a human. ``status`` is the HTTP
+    status where there was an answer, ``retry_after_s`` what its ``Retry-After`` asked for, and
+    ``attempts`` how many requests the query made before giving up."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, status: int | None = None, retry_after_s: float | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.status = status
+        self.retry_after_s = retry_after_s
+        self.attempts = 1
 
 
 class PrometheusUnavailable(PrometheusError):
     """No answer at all: connection refused, DNS, timeout."""
+
+
+class PrometheusTimeout(PrometheusUnavailable):
+    """No answer within the timeout (never retried: the next try would most likely hang as long)."""
 
 
 class PrometheusQueryError(PrometheusError):
@@ -167,13 +183,16 @@ def _public_url(url: str) -> str:
 
 
 def _check_body(response: requests.Response, *args: Any, **kwargs: Any) -> None:
-    """Response hook: anything but a JSON ``{"status": "success"}`` becomes a PrometheusQueryError."""
+    """Response hook: anything but a JSON ``{"status": "success"}`` becomes a PrometheusQueryError
+    (with the HTTP status and ``Retry-After``, for the retry policy)."""
+    code = response.status_code
+    wait = retry_after_s(response.headers.get("Retry-After"))
     try:
         body = response.json()
     except ValueError:
         snippet = response.text[:120].replace("\n", " ")
         raise PrometheusQueryError(
-            f"HTTP {response.status_code} from {_public_url(response.url)}: body is not JSON ({snippet!r})"
+            f"HTTP {code} from {_public_url(response.url)}: body is not JSON ({snippet!r})", code, wait
         ) from None
     if not isinstance(body, dict) or body.get("status") != "success":
         detail = (
@@ -181,11 +200,12 @@ def _check_body(response: requests.Response, *args: Any, **kwargs: Any) -> None:
         )
         status = body.get("status") if isinstance(body, dict) else None
         raise PrometheusQueryError(
-            f"HTTP {response.status_code}, status {status!r} from {_public_url(response.url)}: "
-            f"{str(detail).strip()[:300]}"
+            f"HTTP {code}, status {status!r} from {_public_url(response.url)}: {str(detail).strip()[:300]}",
+            code,
+            wait,
         )
-    if response.status_code != 200:
-        raise PrometheusQueryError(f"HTTP {response.status_code} from {_public_url(response.url)}")
+    if code != 200:
+        raise PrometheusQueryError(f"HTTP {code} from {_public_url(response.url)}", code, wait)
 
 
 def _is_timeout(exc: requests.RequestException) -> bool:
@@ -211,12 +231,32 @@ def _number(raw: object) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _retryable(exc: BaseException) -> bool:
+    """Worth another try: no connection (but not a timeout), HTTP 5xx, HTTP 429."""
+    if isinstance(exc, PrometheusTimeout):
+        return False
+    if isinstance(exc, PrometheusUnavailable):
+        return True
+    return (
+        isinstance(exc, PrometheusQueryError)
+        and exc.status is not None
+        and (exc.status == 429 or exc.status >= 500)
+    )
+
+
+def _asked_wait(exc: BaseException) -> float | None:
+    return exc.retry_after_s if isinstance(exc, PrometheusError) else None
+
+
 class PrometheusReader:
     """Instant queries against one Prometheus; raises :class:`PrometheusError` on every failure.
 
     ``headers`` are sent with every request (e.g. a tenant header); ``bearer_token`` adds an
-    ``Authorization: Bearer`` header and is never put in messages. ``retries`` applies to refused
-    connections only: a timeout is not retried, so a dead Prometheus costs at most ``timeout_s``.
+    ``Authorization: Bearer`` header and is never put in messages. A query is retried (module
+    docstring) at most ``retries`` times, ``backoff_s`` then doubling (or the ``Retry-After`` asked
+    for), no attempt starting later than ``deadline_s`` (default ``timeout_s``) after the first: a
+    query costs at most ``deadline_s + timeout_s``. A timeout is not retried, so a dead Prometheus
+    costs ``timeout_s``.
     """
 
     def __init__(
@@ -225,35 +265,38 @@ class PrometheusReader:
         timeout_s: float = 10.0,
         headers: Mapping[str, str] | None = None,
         bearer_token: str | None = None,
-        retries: int = 1,
+        retries: int = 2,
+        backoff_s: float = 0.2,
+        deadline_s: float | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self.retries, self.backoff_s = retries, backoff_s
+        self.deadline_s = timeout_s if deadline_s is None else deadline_s
+        self.sleep: Callable[[float], None] = time.sleep  # the pauses between attempts (tests record them)
         all_headers = dict(headers or {})
         if bearer_token:
             all_headers["Authorization"] = f"Bearer {bearer_token}"
         session = requests.Session()
         session.hooks["response"].append(_check_body)
-        retry = Retry(total=retries, connect=retries, read=0, status=0, other=0, backoff_factor=0.1)
+        # Retries are tenacity's (query); urllib3 makes one attempt per call.
         self._client = PrometheusConnect(
-            url=self.url, headers=all_headers or None, retry=retry, session=session, timeout=timeout_s
+            url=self.url, headers=all_headers or None, retry=Retry(0), session=session, timeout=timeout_s
         )
 
     def __repr__(self) -> str:
         return f"PrometheusReader({_public_url(self.url)!r}, timeout_s={self.timeout_s})"
 
-    def query(self, promql: str, at: datetime) -> list[Sample]:
-        """An instant query evaluated at ``at`` (a naive datetime is taken as UTC)."""
-        if at.tzinfo is None:
-            at = at.replace(tzinfo=UTC)
+    def _request(self, promql: str, params: dict[str, str]) -> Any:
+        """One ``/api/v1/query`` request; every failure as a :class:`PrometheusError`."""
         where = _public_url(self.url)
         try:
-            raw = self._client.custom_query(promql, params={"time": f"{at.timestamp():.3f}"})
+            return self._client.custom_query(promql, params=params)
         except PrometheusError:
             raise
         except requests.RequestException as exc:
             if _is_timeout(exc):
-                raise PrometheusUnavailable(
+                raise PrometheusTimeout(
                     f"Prometheus at {where} did not answer within {self.timeout_s} s"
                 ) from None
             raise PrometheusUnavailable(
@@ -263,6 +306,43 @@ class PrometheusReader:
             raise PrometheusQueryError(f"Prometheus at {where}: {str(exc)[:300]}") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise PrometheusQueryError(f"Prometheus at {where}: unexpected response ({exc!r})") from None
+
+    def _with_retries(self, promql: str, params: dict[str, str]) -> Any:
+        """:meth:`_request` under the retry policy; the last failure says how many attempts it took."""
+        started, attempts = time.monotonic(), 0
+
+        def attempt() -> Any:
+            nonlocal attempts
+            attempts += 1
+            return self._request(promql, params)
+
+        policy = retrying(
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            deadline_s=self.deadline_s,
+            retryable=_retryable,
+            retry_after=_asked_wait,
+            sleep=self.sleep,
+        )
+        try:
+            return policy(attempt)
+        except PrometheusError as exc:
+            exc.attempts = attempts
+            notes = [f"{attempts} attempts in {time.monotonic() - started:.1f} s"] if attempts > 1 else []
+            if _retryable(exc) and attempts <= self.retries:  # stopped by the deadline, not the count
+                asked = f", Retry-After {exc.retry_after_s:g} s" if exc.retry_after_s is not None else ""
+                notes.append(f"no retry past the {self.deadline_s:g} s deadline{asked}")
+            if notes:
+                exc.reason += " (" + "; ".join(notes) + ")"
+                exc.args = (exc.reason,)
+            raise
+
+    def query(self, promql: str, at: datetime) -> list[Sample]:
+        """An instant query evaluated at ``at`` (a naive datetime is taken as UTC)."""
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        where = _public_url(self.url)
+        raw = self._with_retries(promql, {"time": f"{at.timestamp():.3f}"})
         if not isinstance(raw, list):
             raise PrometheusQueryError(f"Prometheus at {where}: result is not a vector")
         samples: list[Sample] = []

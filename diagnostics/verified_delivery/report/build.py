@@ -48,6 +48,7 @@ from diagnostics.verified_delivery.report.sections.response import (
     decision_view,
     response_headline,
 )
+from diagnostics.verified_delivery.report.sections.trends import skipped_problem, trends_view
 from diagnostics.verified_delivery.report.timeline import (
     DEFAULT_PHASES,
     PhaseSpan,
@@ -80,6 +81,8 @@ DEFAULT_CHECKS: dict[str, tuple[str, ...]] = {
 NOT_CHECKS = frozenset({"summary", "evidence"})
 RESPONSE_ORDER = ("rollback", "promote", "recovery_verification", "hold")
 REGRESSION = "verified_delivery/regression_suite.json"
+# The regression history of every run, beside the incidents under the artifact root.
+HISTORY = "regression/history.jsonl"
 
 
 class ReportError(ValueError):
@@ -379,6 +382,19 @@ class _Outcome:
         }
 
 
+def _trends(
+    incident_dir: Path, history: Path | None, target: str | None, problems: list[str]
+) -> dict[str, Any]:
+    """The regression history's trend section of ``target``; its malformed lines are a problem."""
+    path = history if history is not None else incident_dir.parent / HISTORY
+    view = trends_view(path, target, HISTORY if history is None else path.name)
+    if skipped_problem(view):
+        problems.append(skipped_problem(view))
+    # The charts are built by diagnostics.verified_delivery.report.svg from masked data: safe markup.
+    view["plots"] = [{**p, "svg": Markup(p["svg"])} for p in view["plots"]]  # noqa: S704
+    return view
+
+
 def _summary(incident_id: str, res: _Outcome, rows: Sequence[TimelineRow], problems: Sequence[str]) -> str:
     """The one-line summary (XCom, CLI, the report's top)."""
     missed = [r.phase for r in rows if r.verdict == "missed"]
@@ -409,13 +425,16 @@ def build_report(
     timeline: list[PhaseSpan] | None = None,
     deadlines_h: dict[str, float] | None = None,
     now: datetime | None = None,
+    history: Path | None = None,
 ) -> ReportResult:
     """Write ``<incident_dir>/report/report.html`` and ``report.md``; return their paths and a summary.
 
     ``timeline``: each phase's real start and end as the DAG ran it (phase ids of runbooks/sop.yaml);
     phases it leaves out are derived from the artifacts' modification times. ``deadlines_h``: phase id
     -> hours after the alert (default: ``deadline_h`` in runbooks/sop.yaml). ``now``: the time open
-    phases are judged at (default: the current time; tests pin it).
+    phases are judged at (default: the current time; tests pin it). ``history``: the regression
+    history whose trends the report shows (default: ``regression/history.jsonl`` beside the incident,
+    under the artifact root); absent, the section says there is none.
     """
     incident_dir = Path(incident_dir)
     if not incident_dir.is_dir():
@@ -434,6 +453,7 @@ def build_report(
     phases, arts = _evidence(reader, sop)
     plots = _Plots(incident_dir, arts)
     res = _Outcome(reader)
+    trends = _trends(incident_dir, history, as_str(incident.data.get("target")) or None, problems)
     rows = timeline_rows(
         incident_dir,
         alert_started,
@@ -456,6 +476,7 @@ def build_report(
             "decisions": res.decisions,
             "actions": res.actions,
             "regression": res.regression,
+            "trends": trends,
             **plots.context(),
             "problems": problems,
             "summary": summary,
@@ -466,7 +487,7 @@ def build_report(
         incident_id,
         html_path,
         md_path,
-        plots.count,
+        plots.count + len(trends["plots"]),
         len(problems),
     )
     return ReportResult(
@@ -477,7 +498,7 @@ def build_report(
         rule=res.rule,
         action=mask_pii(res.headline["action"]),
         time_to_recover_s=res.time_to_recover_s,
-        plots=plots.count,
+        plots=plots.count + len(trends["plots"]),
         problems=[mask_pii(p) for p in problems],
         summary=mask_pii(summary),
     )

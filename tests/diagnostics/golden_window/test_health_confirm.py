@@ -268,3 +268,26 @@ def test_the_runbook_sets_three_tries_within_six_seconds(books: Runbooks) -> Non
     target = books.targets.get("testbed")
     assert target.gateway_prometheus_selector == {"job": "testbed-gateway"}
     assert target.metrics.gateway_upstream_errors_total == "testbed_gateway_upstream_errors_total"
+
+
+def test_pauses_double_from_backoff_and_the_tries_stop_at_the_count() -> None:
+    conf = HealthConfirmation(tries=4, window_s=60.0, backoff_s=0.5)
+    endpoint = Endpoint.model_validate({"base_url": f"http://127.0.0.1:{free_port()}"})
+    pauses: list[float] = []
+    with httpx.Client(timeout=0.5) as client:
+        ep = fetch_with_retries("canary", endpoint, client, conf, sleep=pauses.append)
+    assert pauses == [0.5, 1.0, 2.0]  # before tries 2, 3 and 4; none after the last
+    assert (ep.tries, ep.reachability, len(ep.try_errors)) == (4, "unconfirmed", 4)
+    assert all(e.startswith("ConnectError") for e in ep.try_errors)
+
+
+def test_a_try_that_answers_ends_the_retries() -> None:
+    route = flaky(Canned(503, {"status": "error"}), Canned(200, READY))
+    conf = HealthConfirmation(tries=5, window_s=60.0, backoff_s=0.25)
+    pauses: list[float] = []
+    with canned_server({("GET", "/v1/health"): route}) as s, httpx.Client(timeout=1) as client:
+        endpoint = Endpoint.model_validate({"base_url": s.url})
+        ep = fetch_with_retries("stable", endpoint, client, conf, sleep=pauses.append)
+        assert len(s.requests) == 2
+    assert pauses == [0.25]
+    assert (ep.tries, ep.reachability, ep.status, ep.try_errors) == (2, "recovered", "ready", ["HTTP 503"])

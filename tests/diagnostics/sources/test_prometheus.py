@@ -6,7 +6,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -22,6 +22,7 @@ from diagnostics.sources.prometheus import (
     InvalidSelector,
     PrometheusQueryError,
     PrometheusReader,
+    PrometheusTimeout,
     PrometheusUnavailable,
     PromQL,
     Sample,
@@ -33,6 +34,7 @@ from diagnostics.sources.prometheus import (
     scrape_up,
 )
 from tests.conftest import free_port
+from tests.support.http import Canned, Recorded, canned_server
 
 AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -283,3 +285,114 @@ def test_credentials_in_the_url_stay_out_of_messages() -> None:
     with pytest.raises(PrometheusUnavailable) as info:
         PrometheusReader(url).query("up", AT)
     assert "pa55" not in info.value.reason
+
+
+# --- retries (tenacity): connection errors, 5xx, 429 with Retry-After, a deadline ----------------------
+
+VECTOR = {
+    "status": "success",
+    "data": {
+        "resultType": "vector",
+        "result": [{"metric": {"version": "stable", "channel": "text"}, "value": [1735732800.0, "42"]}],
+    },
+}
+UNAVAILABLE = {"status": "error", "errorType": "unavailable", "error": "TSDB not ready"}
+
+
+def _sequence(*answers: Canned) -> Callable[[Recorded], Canned]:
+    """A route answering ``answers`` in order, then the last one again."""
+    seen: list[str] = []
+
+    def route(req: Recorded) -> Canned:
+        seen.append(req.path)
+        return answers[min(len(seen), len(answers)) - 1]
+
+    return route
+
+
+def _recording(reader: PrometheusReader) -> list[float]:
+    pauses: list[float] = []
+    reader.sleep = pauses.append
+    return pauses
+
+
+def test_a_5xx_is_retried_with_a_doubling_backoff_until_prometheus_answers() -> None:
+    route = _sequence(Canned(503, UNAVAILABLE), Canned(502, "bad gateway"), Canned(200, VECTOR))
+    with canned_server({("GET", "/api/v1/query"): route}) as prom:
+        reader = PrometheusReader(prom.url)
+        pauses = _recording(reader)
+        samples = reader.query("up", AT)
+    assert [s.value for s in samples] == [42.0]
+    assert len(prom.requests) == 3
+    assert pauses == [0.2, 0.4]
+
+
+def test_a_429_waits_what_its_retry_after_asks() -> None:
+    route = _sequence(Canned(429, "slow down", headers={"Retry-After": "3"}), Canned(200, VECTOR))
+    with canned_server({("GET", "/api/v1/query"): route}) as prom:
+        reader = PrometheusReader(prom.url)
+        pauses = _recording(reader)
+        assert [s.value for s in reader.query("up", AT)] == [42.0]
+    assert pauses == [3.0]  # not the 0.2 s backoff
+    assert len(prom.requests) == 2
+
+
+def test_a_retry_after_past_the_deadline_is_not_waited() -> None:
+    route = _sequence(Canned(429, "slow down", headers={"Retry-After": "30"}), Canned(200, VECTOR))
+    with canned_server({("GET", "/api/v1/query"): route}) as prom:
+        reader = PrometheusReader(prom.url, timeout_s=5)
+        pauses = _recording(reader)
+        with pytest.raises(PrometheusQueryError) as info:
+            reader.query("up", AT)
+    assert (info.value.status, info.value.attempts, pauses, len(prom.requests)) == (429, 1, [], 1)
+    assert info.value.reason.startswith("HTTP 429 from http://127.0.0.1:")
+    assert info.value.reason.endswith("(no retry past the 5 s deadline, Retry-After 30 s)")
+
+
+def test_a_prometheus_that_keeps_failing_is_given_up_after_the_retries_with_the_attempts_named() -> None:
+    with canned_server({("GET", "/api/v1/query"): Canned(500, "internal error")}) as prom:
+        reader = PrometheusReader(prom.url, retries=3)
+        pauses = _recording(reader)
+        with pytest.raises(PrometheusQueryError, match=r"HTTP 500 .* \(4 attempts in \d+\.\d s\)$") as info:
+            reader.query("up", AT)
+    assert (info.value.attempts, len(prom.requests)) == (4, 4)
+    assert pauses == [0.2, 0.4, 0.8]
+
+
+def test_a_bad_query_is_not_retried() -> None:
+    body = {"status": "error", "errorType": "bad_data", "error": "parse error at char 5"}
+    with canned_server({("GET", "/api/v1/query"): Canned(400, body)}) as prom:
+        reader = PrometheusReader(prom.url)
+        pauses = _recording(reader)
+        with pytest.raises(PrometheusQueryError, match="parse error") as info:
+            reader.query("up(", AT)
+    assert (info.value.attempts, len(prom.requests), pauses) == (1, 1, [])
+
+
+def test_a_refused_connection_is_retried_and_counted() -> None:
+    reader = PrometheusReader(f"http://127.0.0.1:{free_port()}")
+    pauses = _recording(reader)
+    with pytest.raises(PrometheusUnavailable, match=r"cannot reach .* \(3 attempts in ") as info:
+        reader.query("up", AT)
+    assert (info.value.attempts, pauses) == (3, [0.2, 0.4])
+
+
+def test_a_timeout_is_a_single_attempt(canned: tuple[ThreadingHTTPServer, type[_Canned]]) -> None:
+    server, handler = canned
+    _answer(handler, 200, json.dumps(VECTOR).encode(), delay_s=1)
+    reader = PrometheusReader(_url(server), timeout_s=0.3, retries=5)
+    pauses = _recording(reader)
+    with pytest.raises(PrometheusTimeout, match=r"did not answer within 0\.3 s$") as info:
+        reader.query("up", AT)
+    assert (info.value.attempts, pauses, len(handler.seen) // 2) == (1, [], 1)
+
+
+def test_the_deadline_stops_retries_that_would_start_after_it() -> None:
+    # 0.2 s then 0.4 s pauses: the third attempt would start ~0.6 s after the first, past 0.5 s.
+    with canned_server({("GET", "/api/v1/query"): Canned(503, UNAVAILABLE)}) as prom:
+        reader = PrometheusReader(prom.url, retries=5, deadline_s=0.5)
+        started = time.monotonic()
+        with pytest.raises(PrometheusQueryError, match=r"no retry past the 0\.5 s deadline\)$") as info:
+            reader.query("up", AT)
+    assert (info.value.attempts, len(prom.requests)) == (2, 2)
+    assert 0.2 <= time.monotonic() - started < 1.0

@@ -1,33 +1,35 @@
-"""Incident notifications: one message per incident per state change, posted to a webhook.
+"""Incident notifications: one message per incident per state change, on every configured channel.
 
 The incident DAG calls :func:`notify` at each state change (``opened``, ``decided``,
 ``rolled_back``, ``recovered``, ``overdue``, ``closed``) and :func:`escalate` to page a human at once
 (a rollback that did not recover the service). The message is Slack-compatible JSON
 (``{"text": ..., "blocks": [...]}``; ``text`` is the fallback other receivers show), PII-masked
-(:func:`diagnostics.pii.mask_pii`) before it leaves the process. Configuration is
-``runbooks/notifications.yaml`` (:mod:`diagnostics.runbooks.notifications`).
+(:func:`diagnostics.pii.mask_pii`) before it leaves the process; each channel of
+``runbooks/notifications.yaml`` (:mod:`diagnostics.runbooks.notifications`) delivers it its own way
+(:mod:`diagnostics.notify_channels`: the webhook posts it as is, Apprise gets its title and Markdown,
+PagerDuty one alert per incident).
 
 Why a ledger: Airflow retries tasks, re-runs cleared tasks and may run a callback twice; each of
 those would post again and storm the channel. ``<artifacts>/<incident>/notifications/ledger.json``
-records every state already sent, written atomically under a per-incident lock, so a repeated
-state change is a no-op (``duplicate``). A state whose post failed is recorded as ``failed`` and is
-tried again by the next call for it (it was never delivered).
+records every state already sent, per channel, written atomically under a per-incident lock, so a
+repeated state change is a no-op (``duplicate``). A channel whose delivery failed is recorded as
+``failed`` and is tried again by the next call for that state (it was never delivered); the channels
+that had it are not asked again.
 
 Why never an exception: a notification is a courtesy next to the response itself; a dead or slow
-receiver must not fail the rollback task. A post that cannot connect, times out, or answers 5xx or
-429 is retried with exponential backoff (``Retry-After`` honoured, capped), then recorded as failed.
-No webhook URL (the variable named by ``url_env`` unset) turns notifications off, logged once per
-process. The URL is a secret (it carries the token): it is never logged nor stored.
+receiver must not fail the rollback task. A delivery that cannot connect, times out, or answers 5xx
+or 429 is retried with exponential backoff (``Retry-After`` honoured, capped), then recorded as
+failed. A channel whose secret (URL, routing key) is found neither in its Airflow Connection nor in
+its environment variable is off; all off turns notifications off, logged once per process. Secrets
+are never logged nor stored.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +39,22 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from diagnostics.incident.model import SAFE_ID, Incident
 from diagnostics.incident.store import write_json
 from diagnostics.locks import file_lock
+from diagnostics.notify_channels import (
+    Channel,
+    ChannelOutcome,
+    IncidentInfo,
+    SecretSource,
+    build_channels,
+    secret_source,
+)
+from diagnostics.notify_ledger import ChannelEntry, Delivery, Ledger, LedgerEntry, read_ledger
 from diagnostics.pii import mask_pii
 from diagnostics.runbooks.grading import GradeId
 from diagnostics.runbooks.loader import load_yaml_model
 from diagnostics.runbooks.notifications import IncidentState, NotificationSettings, NotificationsFile
 
 __all__ = [
+    "ChannelResult",
     "Delivery",
     "IncidentState",
     "Notifier",
@@ -74,43 +86,47 @@ _HEADER_MAX, _SECTION_MAX, _FIELD_MAX, _FIELDS_MAX = 150, 3000, 2000, 10
 _disabled_logged: set[str] = set()
 
 
-class Delivery(StrEnum):
-    SENT = "sent"
-    DUPLICATE = "duplicate"  # already sent for this incident and state: nothing posted
-    FILTERED = "filtered"  # below min_grade, ungraded and skipped, or a state not configured
-    DISABLED = "disabled"  # no webhook URL
-    FAILED = "failed"  # retried, then given up; recorded in the ledger
+class ChannelResult(BaseModel):
+    """What one call did on one channel."""
 
-
-class NotifyResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    incident_id: str
-    state: IncidentState
+    channel: str
     delivery: Delivery
     reason: str
     attempts: int = 0
     status_code: int | None = None
     error: str | None = None
 
+    @classmethod
+    def of(cls, outcome: ChannelOutcome) -> ChannelResult:
+        if outcome.delivered:
+            reason = outcome.detail or "delivered"
+        else:
+            reason = f"not delivered after {outcome.attempts} attempt(s): {outcome.error}"
+        return cls(
+            channel=outcome.channel,
+            delivery=Delivery.SENT if outcome.delivered else Delivery.FAILED,
+            reason=reason,
+            attempts=outcome.attempts,
+            status_code=outcome.status_code,
+            error=outcome.error,
+        )
 
-class LedgerEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
-    delivery: Delivery = Field(description="sent or failed")
-    first_at: str
-    last_at: str
-    attempts: int = Field(ge=0, description="posts made for this state, over every call")
-    status_code: int | None = None
-    error: str | None = None
-    text: str = Field(description="the (masked) fallback text of the message")
+class NotifyResult(BaseModel):
+    """One call, over its channels: failed if any failed, else sent if any sent, else duplicate."""
 
-
-class Ledger(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     incident_id: str
-    states: dict[IncidentState, LedgerEntry] = Field(default_factory=dict)
+    state: IncidentState
+    delivery: Delivery
+    reason: str
+    attempts: int = 0  # over the channels tried by this call
+    status_code: int | None = None
+    error: str | None = None  # the first failure's
+    channels: list[ChannelResult] = Field(default_factory=list)
 
 
 def load_notifications(
@@ -165,12 +181,25 @@ def message(
     link: str | None = None,
     at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The Slack-compatible body for one state change, every text PII-masked (pure; no I/O)."""
+    """The Slack-compatible body for one state change, every text PII-masked (pure; no I/O). The header
+    names the incident by its title (:mod:`diagnostics.incident.title`: target, version and alert) when
+    ``incident`` says which alerts it holds (an Incident, or a mapping with ``alert_names``), else by
+    its target."""
+    from diagnostics.incident.title import incident_title, title_of
+
     inc = _view(incident)
     st = _kind(state)
     emoji, title = _TITLES[st]
     grade = inc.grade or "ungraded"
-    head = mask_pii(f"{emoji} [{grade}] {title}: {inc.target}")
+    if isinstance(incident, Incident):
+        name = title_of(incident)
+    elif isinstance(incident.get("alert_names"), list | tuple):
+        version = incident.get("suspected_version")
+        names = [str(n) for n in incident["alert_names"]]
+        name = incident_title(inc.target, version if isinstance(version, str) else None, names)
+    else:
+        name = inc.target
+    head = mask_pii(f"{emoji} [{grade}] {title}: {name}")
     body = mask_pii(summary.strip()) or title
     when = (at or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     fields = [("target", inc.target), ("grade", grade), ("state", str(st))]
@@ -201,31 +230,64 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _read_ledger(path: Path, incident_id: str) -> Ledger:
+def _send(channel: Channel, body: dict[str, Any], info: IncidentInfo, state: IncidentState) -> ChannelOutcome:
+    """The channel's outcome; a bug in a channel is a failed delivery too (its message may quote a
+    secret, so only its type is kept)."""
     try:
-        return Ledger.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        return Ledger(incident_id=incident_id)
-    except (ValidationError, ValueError, OSError) as exc:
-        # A damaged ledger must not silence the channel, nor stop the response: start a new one and
-        # keep the old one beside it for a human to look at.
-        log.warning(
-            "notification ledger %s unreadable (%s); keeping it as .damaged", path, type(exc).__name__
+        return channel.send(body, info, state)
+    except Exception as exc:
+        log.error("notification channel %s raised %s (a bug)", channel.name, type(exc).__name__)
+        return ChannelOutcome(channel=channel.name, delivered=False, attempts=1, error=type(exc).__name__)
+
+
+def _record(entry: LedgerEntry | None, name: str, outcome: ChannelOutcome, now: str) -> ChannelEntry:
+    previous = entry.channel(name) if entry else None
+    return ChannelEntry(
+        delivery=Delivery.SENT if outcome.delivered else Delivery.FAILED,
+        first_at=previous.first_at if previous else now,
+        last_at=now,
+        attempts=(previous.attempts if previous else 0) + outcome.attempts,
+        status_code=outcome.status_code,
+        error=outcome.error,
+        detail=outcome.detail,
+    )
+
+
+def _summed(results: list[ChannelResult]) -> tuple[Delivery, str, dict[str, Any]]:
+    """One call's delivery over its channels: failed if any failed, else sent if any was sent, else
+    duplicate if any had it already, else filtered (every channel held it back)."""
+    by = {d: [r for r in results if r.delivery is d] for d in Delivery}
+    one = len(results) == 1
+    if by[Delivery.FAILED]:
+        first = by[Delivery.FAILED][0]
+        attempts = sum(r.attempts for r in results)
+        to = "" if one else f" to {', '.join(r.channel for r in by[Delivery.FAILED])}"
+        reason = f"not delivered{to} after {first.attempts} attempt(s): {first.error}"
+        return (
+            Delivery.FAILED,
+            reason,
+            {"attempts": attempts, "status_code": first.status_code, "error": first.error},
         )
-        path.replace(path.with_suffix(".damaged"))
-        return Ledger(incident_id=incident_id)
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    if by[Delivery.SENT]:
+        last = by[Delivery.SENT][-1]
+        reason = "; ".join(r.reason if one else f"{r.channel}: {r.reason}" for r in by[Delivery.SENT])
+        return (
+            Delivery.SENT,
+            reason,
+            {"attempts": sum(r.attempts for r in results), "status_code": last.status_code},
+        )
+    if by[Delivery.DUPLICATE]:
+        first = by[Delivery.DUPLICATE][0]
+        return Delivery.DUPLICATE, first.reason, {"status_code": first.status_code}
+    return Delivery.FILTERED, "; ".join(f"{r.channel}: {r.reason}" for r in results), {}
 
 
 class Notifier:
-    """Posts state changes for one configuration; reusable across incidents (one HTTP client)."""
+    """Sends state changes for one configuration over its channels; reusable across incidents.
+
+    ``channels`` replaces the ones built from the settings (tests, adapters); ``secrets`` the secret
+    source (default: the one installed by :func:`diagnostics.notify_channels.use_secret_source`, else
+    the environment, ``environ`` when given)."""
 
     def __init__(
         self,
@@ -235,17 +297,26 @@ class Notifier:
         root: Path | None = None,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        secrets: SecretSource | None = None,
+        channels: Sequence[Channel] | None = None,
     ) -> None:
         self.settings = settings or load_notifications(environ=environ)
-        env = os.environ if environ is None else environ
-        self._url = (env.get(self.settings.url_env) or "").strip()
+        if channels is not None:
+            self.channels: list[Channel] = list(channels)
+            self.off: dict[str, str] = {}
+        else:
+            source = secrets or secret_source(environ)
+            self.channels, self.off = build_channels(self.settings, source, transport=transport, sleep=sleep)
         self._root = root
-        self._transport = transport
-        self._sleep = sleep
+        if self.channels:
+            for name, why in self.off.items():
+                if f"{name}: {why}" not in _disabled_logged:
+                    _disabled_logged.add(f"{name}: {why}")
+                    log.info("notification channel %s is off: %s", name, why)
 
     @property
     def enabled(self) -> bool:
-        return bool(self._url)
+        return bool(self.channels)
 
     @property
     def root(self) -> Path:
@@ -258,8 +329,8 @@ class Notifier:
     def ledger_path(self, incident_id: str) -> Path:
         return self.root / incident_id / LEDGER_DIR / LEDGER
 
-    def _skip(self, inc: _IncidentView, state: IncidentState) -> str | None:
-        """Why this change is not posted (None: it is)."""
+    def _skip(self, inc: _IncidentView, state: IncidentState, min_grade: GradeId | None = None) -> str | None:
+        """Why this change is not sent (None: it is); ``min_grade``: a channel's own."""
         cfg = self.settings
         if state not in cfg.states:
             return f"state {state} is not in notifications.states"
@@ -272,9 +343,20 @@ class Notifier:
                 "incident %s has grade %r, not L1-L4: treated as ungraded", inc.incident_id, inc.grade
             )
             return "unknown grade (notifications.ungraded: skip)" if cfg.ungraded == "skip" else None
-        if grade.rank < cfg.min_grade.rank:
-            return f"grade {grade.value} is below notifications.min_grade {cfg.min_grade.value}"
+        floor, where = (
+            (min_grade, "its min_grade") if min_grade else (cfg.min_grade, "notifications.min_grade")
+        )
+        if grade.rank < floor.rank:
+            return f"grade {grade.value} is below {where} {floor.value}"
         return None
+
+    def _due(self, inc: _IncidentView, state: IncidentState) -> list[Channel]:
+        return [
+            c
+            for c in self.channels
+            if c.spec.takes(state)
+            and (c.spec.min_grade is None or self._skip(inc, state, c.spec.min_grade) is None)
+        ]
 
     def notify(
         self,
@@ -285,96 +367,83 @@ class Notifier:
         details: Mapping[str, object] | None = None,
         link: str | None = None,
     ) -> NotifyResult:
-        """Post ``state`` for ``incident`` unless already sent, filtered or disabled; never raises for
-        the receiver (ValueError only for a state or incident that cannot be named)."""
+        """Send ``state`` for ``incident`` on every channel that takes it and has not had it yet, unless
+        filtered or disabled; never raises for a receiver (ValueError only for a state or incident
+        that cannot be named)."""
         st = _kind(state)
         inc = _view(incident)
 
         def result(delivery: Delivery, reason: str, **kw: Any) -> NotifyResult:
             return NotifyResult(incident_id=inc.incident_id, state=st, delivery=delivery, reason=reason, **kw)
 
-        if not self.enabled:
-            if self.settings.url_env not in _disabled_logged:
-                _disabled_logged.add(self.settings.url_env)
-                log.info("notifications are off: %s is not set", self.settings.url_env)
-            return result(Delivery.DISABLED, f"{self.settings.url_env} is not set")
-        why = self._skip(inc, st)
-        if why is not None:
-            return result(Delivery.FILTERED, why)
+        if not self.channels:
+            named = len(self.off) > 1
+            why = "; ".join(f"{n}: {w}" if named else w for n, w in self.off.items()) or "no channel"
+            if why not in _disabled_logged:
+                _disabled_logged.add(why)
+                log.info("notifications are off: %s", why)
+            return result(Delivery.DISABLED, why)
+        why_not = self._skip(inc, st)
+        if why_not is not None:
+            return result(Delivery.FILTERED, why_not)
+        due = self._due(inc, st)
+        if not due:
+            return result(Delivery.FILTERED, f"no channel takes {st} for this incident (states, min_grade)")
 
         path = self.ledger_path(inc.incident_id)
         with file_lock(path.parent / LOCK):
-            ledger = _read_ledger(path, inc.incident_id)
-            previous = ledger.states.get(st)
-            if previous is not None and previous.delivery is Delivery.SENT:
-                return result(
-                    Delivery.DUPLICATE,
-                    f"{st} was already sent at {previous.last_at}",
-                    status_code=previous.status_code,
-                )
-            body = message(inc.model_dump(), st, summary, details, link)
-            attempts, status, error = self._post(body)
-            now = _now()
-            delivered = error is None
-            ledger.states[st] = LedgerEntry(
-                delivery=Delivery.SENT if delivered else Delivery.FAILED,
-                first_at=previous.first_at if previous else now,
-                last_at=now,
-                attempts=(previous.attempts if previous else 0) + attempts,
-                status_code=status,
-                error=error,
-                text=str(body["text"]),
+            ledger = read_ledger(path, inc.incident_id)
+            results = self._deliver(
+                # the incident as given (not the view): its title needs the alerts it holds
+                ledger, due, inc, st, lambda: message(incident, st, summary, details, link)
             )
-            write_json(path, ledger.model_dump(mode="json"))
-        if delivered:
-            log.info("notified %s: %s (HTTP %s)", inc.incident_id, st, status)
-            return result(Delivery.SENT, f"posted (HTTP {status})", attempts=attempts, status_code=status)
-        log.warning(
-            "notification %s of %s not delivered after %d attempt(s): %s",
-            st,
-            inc.incident_id,
-            attempts,
-            error,
-        )
-        return result(
-            Delivery.FAILED,
-            f"not delivered after {attempts} attempt(s): {error}",
-            attempts=attempts,
-            status_code=status,
-            error=error,
-        )
+            if any(r.delivery in (Delivery.SENT, Delivery.FAILED) for r in results):
+                write_json(path, ledger.model_dump(mode="json"))
+        delivery, reason, extra = _summed(results)
+        if delivery is Delivery.SENT:
+            log.info("notified %s: %s (%s)", inc.incident_id, st, reason)
+        elif delivery is Delivery.FAILED:
+            log.warning("notification %s of %s %s", st, inc.incident_id, reason)
+        return result(delivery, reason, channels=results, **extra)
 
-    def _post(self, body: dict[str, Any]) -> tuple[int, int | None, str | None]:
-        """(attempts, last HTTP status, error or None when delivered). Retries 5xx, 429 and network
-        errors with exponential backoff; other answers are final."""
-        cfg = self.settings
-        status: int | None = None
-        error: str | None = None
-        attempts = 0
-        with httpx.Client(timeout=cfg.timeout_s, transport=self._transport, follow_redirects=False) as client:
-            for attempt in range(cfg.retries + 1):
-                attempts += 1
-                wait = min(cfg.backoff_s * 2**attempt, cfg.max_backoff_s)
-                try:
-                    response = client.post(self._url, json=body)
-                except httpx.HTTPError as exc:
-                    status, error = None, f"{type(exc).__name__}: {self._redact(str(exc))}"[:300]
-                else:
-                    status = response.status_code
-                    if 200 <= status < 300:
-                        return attempts, status, None
-                    error = f"HTTP {status}: {self._redact(response.text)}"[:300]
-                    if status != 429 and status < 500:
-                        return attempts, status, error  # a 4xx will not get better by asking again
-                    after = _retry_after(response)
-                    if after is not None:
-                        wait = min(after, cfg.max_backoff_s)
-                if attempt < cfg.retries:
-                    self._sleep(wait)
-        return attempts, status, error
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self._url, "<webhook url>").strip() if self._url else text.strip()
+    def _deliver(
+        self,
+        ledger: Ledger,
+        due: list[Channel],
+        inc: _IncidentView,
+        st: IncidentState,
+        build: Callable[[], dict[str, Any]],
+    ) -> list[ChannelResult]:
+        """Send to each due channel that has not had ``st`` yet; the ledger entry updated in place."""
+        entry = ledger.states.get(st)
+        info = IncidentInfo(inc.incident_id, inc.target, inc.grade)
+        body: dict[str, Any] | None = None
+        results: list[ChannelResult] = []
+        now = _now()
+        records: dict[str, ChannelEntry] = {}
+        for ch in due:
+            previous = entry.channel(ch.name) if entry else None
+            if previous is not None and previous.delivery is Delivery.SENT:
+                results.append(
+                    ChannelResult(
+                        channel=ch.name,
+                        delivery=Delivery.DUPLICATE,
+                        reason=f"{st} was already sent at {previous.last_at}",
+                        status_code=previous.status_code,
+                    )
+                )
+                continue
+            held = ch.holds(st, ledger.sent_on(ch.name))
+            if held is not None:
+                results.append(ChannelResult(channel=ch.name, delivery=Delivery.FILTERED, reason=held))
+                continue
+            body = body or build()
+            outcome = _send(ch, body, info, st)
+            records[ch.name] = _record(entry, ch.name, outcome, now)
+            results.append(ChannelResult.of(outcome))
+        if body is not None:
+            ledger.record(st, records, text=str(body["text"]), now=now)
+        return results
 
 
 def notify(
@@ -388,8 +457,9 @@ def notify(
     environ: Mapping[str, str] | None = None,
     root: Path | None = None,
 ) -> NotifyResult:
-    """One state change of one incident, from the runbook's settings and the environment's webhook
-    URL: the DAG's entry point. Never raises for an unreachable or failing receiver."""
+    """One state change of one incident, over the channels of the runbook whose secrets are found
+    (the installed secret source: Airflow Connections in Airflow, else the environment): the DAG's
+    entry point. Never raises for an unreachable or failing receiver."""
     return Notifier(settings, environ=environ, root=root).notify(
         incident, state, summary=summary, details=details, link=link
     )

@@ -10,8 +10,10 @@ from typing import Any
 from airflow.sdk import get_current_context, task
 
 from diagnostics.incident import task_ids as T
-from triage24_airflow import runs
+from triage24_airflow import notifiers, runs
 from triage24_airflow.connections import secret
+
+notifiers.install()  # notifications find their channels' secrets in Airflow Connections first
 
 
 def _ctx() -> Any:
@@ -62,10 +64,11 @@ def fast_gate() -> str:
     return T.ROLLBACK_NOW if decision.rolls_back_without_human else T.NO_FAST_PATH
 
 
-@task(trigger_rule="none_failed_min_one_success")
+@task(trigger_rule="none_failed_min_one_success", on_failure_callback=notifiers.IncidentEscalation())
 def rollback() -> dict[str, Any]:
     """Roll the canary back with the target's method (idempotent per incident, rate-limited, audited);
-    a dry run only reads. A rollback that fails fails this task: it escalates."""
+    a dry run only reads. A rollback that fails fails this task: it escalates (a page, once its
+    retries are spent)."""
     from diagnostics.response.phase import act_and_store
 
     result = act_and_store(runs.incident(_ctx()), "rollback", decided_by=runs.decided_by(_ctx()))

@@ -16,6 +16,12 @@ The token: the password of the Airflow Connection ``triage24_webhook`` (extra
 variable ``TRIAGE24_WEBHOOK_TOKEN``. Re-read in the background every 30 s (a rotation takes effect
 within about that); registered with Airflow's secrets masker; never logged.
 
+``GET /triage24/intake/metrics``: Triage24's own metrics for Prometheus (``diagnostics.telemetry``:
+the journal, the artifact root, and the failed phase-2 tasks in this Airflow's metadata DB). Its
+token: the password of the Connection ``triage24_metrics`` (+ ``previous_tokens``), else
+``TRIAGE24_METRICS_TOKEN``, else the webhook's tokens: a separate token lets Prometheus read the
+metrics without being able to post alerts.
+
 The same plugin mounts the on-call Incidents view (``triage24_ui.py``, at ``/triage24/ui``) and shows
 it in the Airflow UI through ``external_views``; that view validates Airflow's own JWT on every route.
 
@@ -35,10 +41,12 @@ from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI
 from triage24_ui import EXTERNAL_VIEWS, UI_PREFIX, ui_app
 
+from diagnostics.config import Settings
 from diagnostics.intake.app import create_app
 from diagnostics.intake.backend import BackendUnavailable
 from diagnostics.intake.config import TOKEN_ENV, IntakeSettings
 from diagnostics.intake.service import IntakeService, build_service
+from diagnostics.telemetry import METRICS_TOKEN_ENV, Telemetry, TelemetrySettings, TelemetrySources
 
 log = logging.getLogger("triage24.intake")
 
@@ -192,14 +200,16 @@ class AirflowRunBackend:
 
 
 class TokenSource:
-    """Valid webhook tokens: the Connection's password (+ previous_tokens), else the environment.
+    """Valid tokens: the Connection's password (+ previous_tokens), else the environment variable
+    ``env`` (the webhook's by default).
 
     Called on the api-server's event loop, so it never waits on the metadata DB after the first
     load: an expired cache is served while one background thread re-reads the Connection."""
 
-    def __init__(self, connection_id: str, ttl_s: float = 30.0) -> None:
+    def __init__(self, connection_id: str, ttl_s: float = 30.0, env: str = TOKEN_ENV) -> None:
         self.connection_id = connection_id
         self.ttl_s = ttl_s
+        self.env = env
         self._cached: tuple[float, list[str]] | None = None
         self._lock = threading.Lock()
         self._refreshing = False
@@ -227,8 +237,8 @@ class TokenSource:
 
     def _load(self) -> list[str]:
         tokens = self._from_connection()
-        if not tokens and os.environ.get(TOKEN_ENV):
-            tokens = [os.environ[TOKEN_ENV]]
+        if not tokens and os.environ.get(self.env):
+            tokens = [os.environ[self.env]]
         try:
             from airflow._shared.secrets_masker import mask_secret
 
@@ -250,7 +260,7 @@ class TokenSource:
             return []
         except Exception as exc:  # DB unreachable: fall back to the environment, say so (not the value)
             log.warning(
-                "connection %s unreadable (%s); using %s", self.connection_id, type(exc).__name__, TOKEN_ENV
+                "connection %s unreadable (%s); using %s", self.connection_id, type(exc).__name__, self.env
             )
             return []
         tokens = [conn.password] if conn.password else []
@@ -260,13 +270,50 @@ class TokenSource:
         return tokens
 
 
-def intake_app(settings: IntakeSettings | None = None) -> FastAPI:
+def phase2_task_failures(dag_id: str) -> dict[str, int]:
+    """Every phase-2 task of the incident DAG this Airflow has run, with how many of its task
+    instances are failed (0 included, so Prometheus sees a check's first failure as an increase)."""
+    from airflow.models.taskinstance import TaskInstance as TI
+    from airflow.utils.session import create_session
+    from sqlalchemy import case, func, select
+
+    from diagnostics.incident.task_ids import DEEP_DIAGNOSIS
+
+    prefix = f"{DEEP_DIAGNOSIS}."
+    failed = func.sum(case((TI.state == "failed", 1), else_=0))
+    with create_session() as session:
+        rows = session.execute(
+            select(TI.task_id, failed)
+            .where(TI.dag_id == dag_id, TI.task_id.startswith(prefix))
+            .group_by(TI.task_id)
+        ).all()
+    return {str(task).removeprefix(prefix): int(n or 0) for task, n in rows}
+
+
+def intake_app(settings: IntakeSettings | None = None, telemetry: TelemetrySettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
+    telemetry = telemetry or TelemetrySettings()
 
     def factory() -> IntakeService:
         return build_service(AirflowRunBackend(), settings, background=True)
 
-    return create_app(factory, TokenSource(settings.connection_id), settings)
+    webhook = TokenSource(settings.connection_id)
+    metrics_token = TokenSource(telemetry.connection_id, env=METRICS_TOKEN_ENV)
+    metrics = Telemetry(
+        TelemetrySources(
+            journal=settings.journal_path(),
+            artifacts=Settings().artifacts,
+            phase2_failures=lambda: phase2_task_failures(settings.dag_id),
+        ),
+        cache_s=telemetry.cache_s,
+    )
+    return create_app(
+        factory,
+        webhook,
+        settings,
+        metrics=metrics,
+        metrics_tokens=lambda: metrics_token() or webhook(),
+    )
 
 
 class Triage24Plugin(AirflowPlugin):

@@ -9,6 +9,10 @@ Routes (all authenticated: Airflow does not protect plugin routes):
   parseable, 422 wrong schema.
 - ``GET /health``: the journal's counts and whether Airflow is reachable.
 - ``POST /reconcile``: replay pending incidents, close finished ones, flush notes.
+- ``GET /metrics``: Triage24's own metrics in Prometheus' text format (:mod:`diagnostics.telemetry`),
+  when the app is given them; bearer token only (Prometheus' ``authorization.credentials_file``),
+  checked against the metrics tokens (the plugin: Connection ``triage24_metrics``, else
+  ``TRIAGE24_METRICS_TOKEN``, else the webhook's). 401 without or with a wrong token.
 
 Authentication: ``Authorization: Bearer <token>`` (Alertmanager's ``http_config.authorization``),
 or an HMAC-SHA256 signature ``X-Triage24-Signature: sha256=<hex>`` over ``<timestamp>.<body>`` with
@@ -31,12 +35,13 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from diagnostics.intake.config import TOKEN_ENV, IntakeSettings
 from diagnostics.intake.journal import JournalError
 from diagnostics.intake.payload import FieldProblem, PayloadError, WebhookPayload, parse, too_large
 from diagnostics.intake.service import IntakeService, Outcome
+from diagnostics.telemetry import CONTENT_TYPE, METRICS_TOKEN_ENV, Telemetry
 
 log = logging.getLogger("triage24.intake")
 
@@ -60,8 +65,8 @@ _ERRORS = {
 }
 
 
-def _unauthorized(message: str) -> JSONResponse:
-    fix = (
+def _unauthorized(message: str, fix: str | None = None) -> JSONResponse:
+    fix = fix or (
         "send 'Authorization: Bearer <token>' (Alertmanager: http_config.authorization.credentials_file) "
         f"with the token of the Airflow Connection or {TOKEN_ENV}"
     )
@@ -71,6 +76,12 @@ def _unauthorized(message: str) -> JSONResponse:
         [FieldProblem("Authorization", message, fix)],
         headers={"WWW-Authenticate": 'Bearer realm="triage24-intake"'},
     )
+
+
+_METRICS_FIX = (
+    "send 'Authorization: Bearer <token>' (Prometheus: scrape_configs[].authorization.credentials_file) "
+    f"with the metrics token (Airflow Connection triage24_metrics, {METRICS_TOKEN_ENV}, else the webhook's)"
+)
 
 
 def _not_configured() -> JSONResponse:
@@ -164,10 +175,16 @@ class _Routes:
     """The route handlers: authenticate, then hand the work to the (lazily built) service."""
 
     def __init__(
-        self, lazy: _Lazy, tokens: TokenSource, settings: IntakeSettings, clock: Callable[[], float]
+        self,
+        lazy: _Lazy,
+        tokens: TokenSource,
+        settings: IntakeSettings,
+        clock: Callable[[], float],
+        telemetry: tuple[Telemetry, TokenSource] | None = None,
     ) -> None:
         self.lazy = lazy
         self.tokens = tokens
+        self.telemetry = telemetry
         self.settings = settings
         self.clock = clock
         self.auth = _Auth(tokens, settings.signature_window_s, clock)
@@ -254,6 +271,27 @@ class _Routes:
     async def reconcile(self, request: Request) -> JSONResponse:
         return await self._call(request, lambda service: service.reconcile().as_dict())
 
+    async def metrics(self, request: Request) -> Response:
+        """Bearer only: a scraper has no body to sign. The reading runs off the event loop."""
+        assert self.telemetry is not None
+        telemetry, tokens = self.telemetry
+        valid = [t for t in tokens() if t]
+        if not valid:
+            log.error("metrics token not configured; refusing scrapes")
+            problem = FieldProblem(
+                "token",
+                "no metrics token (nor a webhook token) is configured on the server",
+                f"set the Airflow Connection triage24_metrics' password or {METRICS_TOKEN_ENV}",
+            )
+            return _error(503, "metrics not configured", [problem])
+        header = request.headers.get("authorization")
+        if header is None or not self.auth.bearer(header, valid):
+            why = "wrong bearer token" if header is not None else "missing bearer token"
+            log.warning("rejected metrics scrape from %s: %s", _client(request), why)
+            return _unauthorized(why, _METRICS_FIX)
+        body = await anyio.to_thread.run_sync(telemetry.render)
+        return Response(body, media_type=CONTENT_TYPE)
+
     async def _call(self, request: Request, work: Callable[[IntakeService], dict[str, Any]]) -> JSONResponse:
         """An authenticated route whose work (journal, Airflow) runs in the thread pool."""
         if denied := await self.authenticate(request, None):
@@ -273,10 +311,15 @@ def create_app(
     tokens: TokenSource,
     settings: IntakeSettings | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: Telemetry | None = None,
+    metrics_tokens: TokenSource | None = None,
 ) -> FastAPI:
+    """The intake app; with ``metrics``, also ``GET /metrics``, authenticated with ``metrics_tokens``
+    (default: the webhook's ``tokens``)."""
     settings = settings or IntakeSettings()
     lazy = _Lazy(service_factory)
-    routes = _Routes(lazy, tokens, settings, clock)
+    telemetry = (metrics, metrics_tokens or tokens) if metrics is not None else None
+    routes = _Routes(lazy, tokens, settings, clock, telemetry)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -292,6 +335,8 @@ def create_app(
     app.add_api_route("/alertmanager", routes.alertmanager, methods=["POST"])
     app.add_api_route("/health", routes.health, methods=["GET"])
     app.add_api_route("/reconcile", routes.reconcile, methods=["POST"])
+    if telemetry is not None:
+        app.add_api_route("/metrics", routes.metrics, methods=["GET"])
     return app
 
 

@@ -9,6 +9,10 @@
 
 An incident whose run has finished stays open while its alerts fire (and ``quiet_s`` after its last
 delivery, grading.yaml ``correlation``): alerts it takes on after its run ended are on it, not lost.
+
+Every pass that retries pending work (each :meth:`~Reconciler.reconcile`, and the maintainer's retry
+every ``retry_pending_s``) is recorded in the journal: ok / degraded / failed, and when
+(:mod:`diagnostics.intake.reconciler_runs`), which ``/metrics`` reports.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 
 from diagnostics.intake.config import IntakeSettings
 from diagnostics.intake.journal import Journal
+from diagnostics.intake.reconciler_runs import Result, record_run
 from diagnostics.intake.reevaluations import Reevaluator
 from diagnostics.intake.runs import RunKeeper
 
@@ -40,6 +45,11 @@ class ReconcileReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def result(self) -> Result:
+        """How the pass ended: ``degraded`` while something is still without its run."""
+        return "degraded" if self.still_pending or self.errors else "ok"
 
 
 class Reconciler:
@@ -64,11 +74,35 @@ class Reconciler:
         """Create pending runs, close finished incidents, write stale notes, prune old history."""
         report = ReconcileReport()
         now = self.clock()
-        self.retry_pending(now, report)
-        report.closed, report.notes_written = self.maintain(now, max_age_s=0.0, force_notes=True)
-        retention = self.settings.retention_days * 86_400
-        report.pruned = self.journal.prune(now - retention, now - max(retention, self.settings.alert_ttl_s))
+        try:
+            self.retry_pending(now, report)
+            report.closed, report.notes_written = self.maintain(now, max_age_s=0.0, force_notes=True)
+            retention = self.settings.retention_days * 86_400
+            report.pruned = self.journal.prune(
+                now - retention, now - max(retention, self.settings.alert_ttl_s)
+            )
+        except Exception:
+            self._record("failed")
+            raise
+        self._record(report.result)
         return report
+
+    def retry_pass(self) -> ReconcileReport:
+        """The maintainer's periodic retry of pending work, recorded like a full pass."""
+        report = ReconcileReport()
+        try:
+            self.retry_pending(self.clock(), report)
+        except Exception:
+            self._record("failed")
+            raise
+        self._record(report.result)
+        return report
+
+    def _record(self, result: Result) -> None:
+        try:
+            record_run(self.journal, result, self.clock())
+        except Exception as exc:  # the record must never break the pass it records
+            log.warning("could not record the reconciler pass (%s): %s", result, exc)
 
     def retry_pending(self, now: float, report: ReconcileReport) -> None:
         for incident in self.journal.incidents(state="pending"):
@@ -121,7 +155,7 @@ class Reconciler:
                 try:
                     if time.monotonic() - last_retry >= retry_pending_s:
                         last_retry = time.monotonic()
-                        self.retry_pending(self.clock(), ReconcileReport())
+                        self.retry_pass()
                     self.maintain()
                 except Exception:  # the thread must survive anything: log it and try again
                     log.exception("intake maintenance pass failed; retrying")

@@ -37,7 +37,7 @@ FILES: dict[str, type[RunbookModel]] = {
     "grading.yaml": Grading,  # alert intake: L1-L4 grades and escalation
     "decision.yaml": DecisionPolicy,  # the canary decision: risk, precedence, stages, human gate
     "pii.yaml": PiiPolicy,  # the audit bundle: mask or hash each kind of personal data
-    "notifications.yaml": NotificationsFile,  # incident state changes sent to webhook, Apprise and PagerDuty channels
+    "notifications.yaml": NotificationsFile,  # state changes to webhook, Apprise, PagerDuty
     "regression.yaml": RegressionFile,  # phase 3 and the scheduled runs: the golden regression suite
 }
 

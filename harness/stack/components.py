@@ -83,6 +83,8 @@ def airflow_env(settings: Settings, secrets: Mapping[str, str]) -> dict[str, str
         "AIRFLOW__API__SECRET_KEY": secrets["AIRFLOW__API__SECRET_KEY"],
         # The alert intake (plugins/) authenticates Alertmanager with it; the reconciler DAG sends it.
         "TRIAGE24_WEBHOOK_TOKEN": secrets["TRIAGE24_WEBHOOK_TOKEN"],
+        # The intake's /metrics accepts it (Prometheus' job "triage24"); the webhook token does not.
+        "TRIAGE24_METRICS_TOKEN": secrets["TRIAGE24_METRICS_TOKEN"],
         # The rollback task sets the testbed gateway's canary weight with it (targets.yaml names it).
         "TRIAGE24_TESTBED_ADMIN_TOKEN": secrets["TRIAGE24_TESTBED_ADMIN_TOKEN"],
         # The audit bundle of phase 3 is signed with it (a Connection triage24_audit takes precedence).
@@ -102,14 +104,24 @@ def write_airflow_files(settings: Settings, secrets: Mapping[str, str]) -> None:
     passwords = home / "simple_auth_manager_passwords.json"
     passwords.write_text(json.dumps({"admin": secrets["TRIAGE24_ADMIN_PASSWORD"]}), encoding="utf-8")
     passwords.chmod(0o600)
-    # Alertmanager's webhook bearer token (alertmanager.yml: http_config.authorization.credentials_file),
-    # so the token is in neither the repo nor the rendered config.
-    token = settings.home / "alertmanager" / "webhook_token"
-    token.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(token, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # Alertmanager's webhook bearer token (alertmanager.yml: http_config.authorization.credentials_file)
+    # and Prometheus' token for Triage24's metrics (prometheus.yml: job triage24, authorization.
+    # credentials_file), so neither token is in the repo or a rendered config.
+    _write_secret(settings.home / "alertmanager" / "webhook_token", secrets["TRIAGE24_WEBHOOK_TOKEN"])
+    _write_secret(metrics_token_file(settings), secrets["TRIAGE24_METRICS_TOKEN"])
+
+
+def metrics_token_file(settings: Settings) -> Path:
+    """Where Prometheus reads the token of its ``triage24`` job (``deploy/prometheus/prometheus.yml``)."""
+    return settings.home / "prometheus" / "metrics_token"
+
+
+def _write_secret(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(secrets["TRIAGE24_WEBHOOK_TOKEN"])
-    token.chmod(0o600)
+        fh.write(value)
+    path.chmod(0o600)
 
 
 def render_configs(settings: Settings) -> dict[str, Path]:

@@ -15,6 +15,8 @@ _GENERATED: dict[str, Callable[[], str]] = {
     "AIRFLOW__API_AUTH__JWT_SECRET": lambda: secrets.token_urlsafe(64),
     "AIRFLOW__API__SECRET_KEY": lambda: secrets.token_urlsafe(32),
     "TRIAGE24_WEBHOOK_TOKEN": lambda: secrets.token_urlsafe(32),
+    # Prometheus reads Triage24's own metrics with it (a token that cannot post alerts).
+    "TRIAGE24_METRICS_TOKEN": lambda: secrets.token_urlsafe(32),
     "TRIAGE24_TESTBED_ADMIN_TOKEN": lambda: secrets.token_urlsafe(32),
     "TRIAGE24_AUDIT_KEY": lambda: secrets.token_urlsafe(32),
 }

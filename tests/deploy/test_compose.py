@@ -498,6 +498,12 @@ def test_prometheus_config_matches_the_template(services: dict[str, dict[str, An
         expected_text = expected_text.replace(f'"@:{service}"', json.dumps(address))
     expected = json.loads(expected_text)
     expected["rule_files"] = [f"{rules_mount['target']}/*.yml"]
+    # Triage24's own metrics: the local stack's metrics token file is the compose secret here
+    (job,) = [j for j in expected["scrape_configs"] if j["job_name"] == "triage24"]
+    assert job["authorization"]["credentials_file"] == "@home/prometheus/metrics_token"
+    (secret,) = services["prometheus"]["secrets"]
+    assert secret["target"] == f"/run/secrets/{secret['source']}" == "/run/secrets/triage24_webhook_token"
+    job["authorization"]["credentials_file"] = secret["target"]
     assert compose_cfg == expected
     assert "--config.file=/etc/prometheus/prometheus.yml" in services["prometheus"]["command"]
     assert "--rules.alert.resend-delay=2s" in services["prometheus"]["command"]

@@ -164,3 +164,88 @@ def test_the_token_comes_from_the_connection_first(airflow_db: Path, monkeypatch
     assert source()[0] == "rotated-in"
     monkeypatch.delenv(TOKEN_ENV)
     assert TokenSource("no_such_connection")() == []
+
+
+# --- Triage24's own metrics (GET /triage24/intake/metrics) ----------------------------------------
+
+PHASE2_DAG_ID = "triage24_phase2_probe"
+PHASE2_DAG = f'''
+"""Stand-in for the incident DAG's phase 2: a deep_diagnosis TaskGroup with two checks."""
+from datetime import datetime
+
+from airflow.sdk import TaskGroup, dag, task
+
+
+@dag(dag_id="{PHASE2_DAG_ID}", schedule=None, start_date=datetime(2026, 1, 1), catchup=False)
+def triage24_phase2_probe():
+    with TaskGroup("deep_diagnosis"):
+        for name in ("clip_consistency", "drift"):
+            task(task_id=name)(lambda: None)()
+
+
+triage24_phase2_probe()
+'''
+
+
+def test_failed_phase2_tasks_are_counted_from_airflow_s_metadata_db(airflow_db: Path, tmp_path: Path) -> None:
+    from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.types import DagRunTriggeredByType
+    from triage24_plugin import phase2_task_failures
+
+    folder = tmp_path / "phase2-dags"
+    folder.mkdir()
+    (folder / "phase2.py").write_text(PHASE2_DAG)
+    register_dag_in_db(folder)
+    assert phase2_task_failures(PHASE2_DAG_ID) == {}
+    for run_id in ("incident__p2__1", "incident__p2__2"):
+        trigger_dag(PHASE2_DAG_ID, triggered_by=DagRunTriggeredByType.REST_API, run_id=run_id)
+    with create_session() as session:
+        for run_id in ("incident__p2__1", "incident__p2__2"):
+            ti = (
+                session.query(TaskInstance)
+                .filter_by(dag_id=PHASE2_DAG_ID, run_id=run_id, task_id="deep_diagnosis.clip_consistency")
+                .one()
+            )
+            ti.state = "failed"
+    assert phase2_task_failures(PHASE2_DAG_ID) == {"clip_consistency": 2, "drift": 0}
+    assert phase2_task_failures("no_such_dag") == {}
+
+
+def test_the_metrics_token_is_its_own_connection_s_then_its_variable_then_the_webhook_s(
+    airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow.models.connection import Connection
+    from airflow.utils.session import create_session
+    from triage24_plugin import intake_app
+
+    from diagnostics.telemetry import METRICS_TOKEN_ENV, TelemetrySettings
+
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    monkeypatch.setenv("TRIAGE24_HOME", str(tmp_path))
+    settings = IntakeSettings(connection_id="triage24_webhook_absent")
+
+    def codes(metrics_connection: str, *tokens: str) -> list[int]:
+        app = intake_app(settings, TelemetrySettings(connection_id=metrics_connection))
+        with TestClient(app) as client:
+            return [
+                client.get("/metrics", headers={"Authorization": f"Bearer {t}"}).status_code for t in tokens
+            ]
+
+    assert codes("triage24_metrics_absent", TOKEN, "other") == [200, 401], "no metrics token: the webhook's"
+    monkeypatch.setenv(METRICS_TOKEN_ENV, "from-the-metrics-variable")
+    assert codes("triage24_metrics_absent", "from-the-metrics-variable", TOKEN) == [200, 401]
+    with create_session() as session:
+        session.add(
+            Connection(conn_id="triage24_metrics_test", conn_type="generic", password="from-its-connection")
+        )
+    assert codes("triage24_metrics_test", "from-its-connection", "from-the-metrics-variable", TOKEN) == [
+        200,
+        401,
+        401,
+    ]
+    with TestClient(intake_app(settings, TelemetrySettings(connection_id="triage24_metrics_test"))) as client:
+        text = client.get("/metrics", headers={"Authorization": "Bearer from-its-connection"}).text
+    assert 'triage24_telemetry_source_up{source="airflow"} 1.0' in text, "phase-2 failures read from Airflow"
+    assert 'triage24_telemetry_source_up{source="journal"} 1.0' in text

@@ -47,9 +47,13 @@ class RunningPrometheus:
 
 @contextlib.contextmanager
 def prometheus(
-    tmp: Path, scrape_configs: list[dict[str, object]], interval: str = "1s"
+    tmp: Path,
+    scrape_configs: list[dict[str, object]],
+    interval: str = "1s",
+    rule_files: list[Path] | None = None,
 ) -> Iterator[RunningPrometheus]:
-    """Start Prometheus with ``scrape_configs``; always stopped on exit."""
+    """Start Prometheus with ``scrape_configs`` (and alert ``rule_files``, evaluated every ``interval``);
+    always stopped on exit."""
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.skip("the prometheus binary is not installed (scripts/setup.sh installs it)")
@@ -60,6 +64,7 @@ def prometheus(
             {
                 "global": {"scrape_interval": interval, "evaluation_interval": interval},
                 "scrape_configs": scrape_configs,
+                **({"rule_files": [str(p) for p in rule_files]} if rule_files else {}),
             }
         )
     )

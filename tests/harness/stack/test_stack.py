@@ -6,15 +6,17 @@ import json
 import shutil
 import socket
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+import yaml
 
 from harness.stack import Stack, StackError
-from harness.stack.components import render_configs
+from harness.stack.components import airflow_env, metrics_token_file, render_configs, write_airflow_files
 from harness.stack.manager import stack_processes
 from harness.stack.secrets import SECRET_NAMES, ensure_secrets
 from tests.conftest import REPO, stack_settings
@@ -43,6 +45,34 @@ def test_configs_are_rendered_with_the_configured_ports(tmp_path: Path) -> None:
     assert f"127.0.0.1:{s.prometheus_port}" in prom
     assert str(REPO / "deploy" / "prometheus" / "rules") in prom
     assert "${" not in prom and "${" not in out["alertmanager"].read_text()
+
+
+def test_prometheus_scrapes_triage24_s_metrics_with_a_token_kept_out_of_the_config(tmp_path: Path) -> None:
+    s = stack_settings(tmp_path)
+    secrets = ensure_secrets(s.secrets_file)
+    write_airflow_files(s, secrets)
+    rendered = render_configs(s)["prometheus"]
+    config = yaml.safe_load(rendered.read_text())
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "triage24"]
+    assert job["metrics_path"] == "/triage24/intake/metrics"
+    assert job["static_configs"] == [{"targets": [f"127.0.0.1:{s.airflow_port}"]}]
+    token_file = metrics_token_file(s)
+    assert job["authorization"] == {"type": "Bearer", "credentials_file": str(token_file)}
+    assert token_file.read_text() == secrets["TRIAGE24_METRICS_TOKEN"]
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert secrets["TRIAGE24_METRICS_TOKEN"] not in rendered.read_text()
+    # the api-server accepts exactly this token on /metrics; it is not the webhook's
+    env = airflow_env(s, secrets)
+    assert env["TRIAGE24_METRICS_TOKEN"] == secrets["TRIAGE24_METRICS_TOKEN"] != env["TRIAGE24_WEBHOOK_TOKEN"]
+    # the rules Prometheus loads include Triage24's own
+    rules_glob = Path(config["rule_files"][0])
+    assert (rules_glob.parent / "triage24.yml").is_file() and rules_glob.name == "*.yml"
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool missing (apt-get install prometheus): the rendered config is not checked by it")
+    done = subprocess.run([promtool, "check", "config", str(rendered)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 7 rules found" in done.stdout
 
 
 def test_a_taken_port_names_the_component_the_owner_and_the_setting(tmp_path: Path) -> None:
@@ -115,6 +145,7 @@ def test_up_brings_every_component_up_healthy(running_stack: Stack) -> None:
         ("testbed", "stable"): f"http://127.0.0.1:{s.testbed_stable_port}/metrics",
         ("testbed", "canary"): f"http://127.0.0.1:{s.testbed_canary_port}/metrics",
         ("testbed-gateway", ""): f"http://127.0.0.1:{s.testbed_gateway_port}/metrics",
+        ("triage24", ""): f"http://127.0.0.1:{s.airflow_port}/triage24/intake/metrics",
     }
 
 

@@ -431,6 +431,10 @@ def load_line(d: Data) -> str:
             for k, v in la.items()
             if isinstance(v, dict)
         )
+    before, after = raw.get("load_avg_before"), raw.get("load_avg_after")
+    if isinstance(before, list) and isinstance(after, list):
+        d.used.update(("load_avg_before", "load_avg_after"))
+        return f"load average (1/5/15 min) {_loads(before)} at the start, {_loads(after)} at the end"
     return "not recorded in the file"
 
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.results_md import live, offline, suite
+from harness.results_md import canary, live, offline, suite
 from harness.results_md.model import Data, Section, commits_of, footer, generic_blocks, header, md_table
 
-SPECS: tuple[Section, ...] = (*live.SPECS, *offline.SPECS, *suite.SPECS)
+SPECS: tuple[Section, ...] = (*live.SPECS, *offline.SPECS, *canary.SPECS, *suite.SPECS)
 RESULTS_DIR = Path("benchmarks/results")
 RESULTS_MD = Path("benchmarks/RESULTS.md")
 

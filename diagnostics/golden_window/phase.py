@@ -3,7 +3,9 @@
 Each check registers a :class:`~diagnostics.checks.registry.CheckSpec` with a one-step ``run`` (the
 registry phase 2 uses too); ``runbooks/sop.yaml`` lists the same names for the phase, and a test keeps
 the two in step. The DAG and the CLI both go through
-:func:`run_and_store`, so a check behaves the same in a DAG run and in ``triage24 check``.
+:func:`run_and_store`, so a check behaves the same in a DAG run and in ``triage24 check``. After
+``metrics_sla`` is stored, :func:`store_metric_timeline` stores the window's metric timeline beside it:
+evidence for the report, not a check (it is not registered and cannot fail the run).
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from diagnostics.checks.registry import CheckSpec, register, registered
 from diagnostics.config import Settings
@@ -26,6 +29,9 @@ from diagnostics.incident.store import read_result, write_json, write_result
 from diagnostics.incident.summary import PhaseSummary, summarize
 from diagnostics.runbooks import Runbooks, load_runbooks
 from diagnostics.runbooks.schemas import Target
+
+if TYPE_CHECKING:
+    from diagnostics.golden_window.timeline import MetricTimeline
 
 log = logging.getLogger("triage24.golden_window")
 
@@ -211,10 +217,53 @@ def brief(result: CheckResult, path: str) -> dict[str, Any]:
 
 
 def run_and_store(name: str, inc: Incident, sources: EvidenceSources | None = None) -> dict[str, Any]:
-    result = run_check(name, inc, sources or EvidenceSources.from_settings())
+    sources = sources or EvidenceSources.from_settings()
+    result = run_check(name, inc, sources)
     path = write_result(Settings().artifacts, inc.incident_id, PHASE, name, result)
     log.info("%s: %s - %s (%s)", name, result.status.value, result.summary, path)
+    if name == "metrics_sla":  # the report's metric timeline rides with the metrics check's task
+        store_metric_timeline(inc, sources, result)
     return brief(result, str(path))
+
+
+def store_metric_timeline(
+    inc: Incident, sources: EvidenceSources, metrics: CheckResult | None = None
+) -> Path | None:
+    """``golden_window/metric_timeline.json`` (:mod:`diagnostics.golden_window.timeline`): evidence for
+    the report, not a check - nothing reads it to decide. Never raises: a failure is logged and stored
+    as insufficient evidence (None when not even that could be stored); Prometheus is not asked again
+    when ``metrics`` could not read it."""
+    try:
+        from diagnostics.golden_window import timeline
+
+        error = metrics.details.get("error") if metrics is not None else None
+        if metrics is not None and metrics.status is Status.INSUFFICIENT_EVIDENCE and error:
+            reason = f"not queried: metrics_sla could not read Prometheus ({error})"
+            result = timeline.unavailable(inc.target, inc.analysed_at, inc.window_s, reason)
+        else:
+            result = _metric_timeline(inc, sources)
+        path = write_result(Settings().artifacts, inc.incident_id, PHASE, timeline.NAME, result)
+    except Exception:  # evidence for the report must never fail phase 1
+        log.error("metric timeline not stored:\n%s", traceback.format_exc())
+        return None
+    log.info("%s: %s - %s (%s)", timeline.NAME, result.status.value, result.summary, path)
+    return path
+
+
+def _metric_timeline(inc: Incident, sources: EvidenceSources) -> MetricTimeline:
+    """The timeline from Prometheus; a crash is an insufficient_evidence timeline naming it."""
+    from diagnostics.golden_window import timeline
+    from diagnostics.sources.prometheus import reader_for
+
+    try:
+        books = load_runbooks()
+        reader = reader_for(sources.prometheus_url, sources.prometheus_headers, sources.http_timeout_s)
+        target = books.targets.get(inc.target)
+        return timeline.metric_timeline(reader, target, books.thresholds, inc.analysed_at, inc.window_s)
+    except Exception as exc:
+        log.error("metric timeline crashed:\n%s", traceback.format_exc())
+        reason = f"timeline crashed: {type(exc).__name__}: {str(exc)[:300]}"
+        return timeline.unavailable(inc.target, inc.analysed_at, inc.window_s, reason)
 
 
 def _load(root: Any, incident_id: str, name: str) -> CheckResult:

@@ -1,6 +1,8 @@
 """A small typed reader over ``prometheus_api_client`` and the PromQL the metrics check runs.
 
-Every query is an instant query at the end of a window with range vectors of the window's length.
+Every check query is an instant query at the end of a window with range vectors of the window's
+length; :meth:`PrometheusReader.query_range` (the phase-1 metric timeline) returns a range matrix as
+it came, which :func:`range_frame` turns into a pandas frame.
 Every failure - refused connection, timeout, HTTP error, a body that is not Prometheus' JSON,
 ``status: error`` - is raised as a :class:`PrometheusError` with a human reason, which the check turns
 into ``insufficient_evidence``. NaN and ±Inf values (``histogram_quantile`` over no data) are "no
@@ -72,6 +74,9 @@ class Sample:
 
     labels: Mapping[str, str]
     value: float | None
+
+
+_Span = tuple[datetime, datetime, str]  # a range query's start, end and step
 
 
 class Reader(Protocol):
@@ -287,10 +292,13 @@ class PrometheusReader:
     def __repr__(self) -> str:
         return f"PrometheusReader({_public_url(self.url)!r}, timeout_s={self.timeout_s})"
 
-    def _request(self, promql: str, params: dict[str, str]) -> Any:
-        """One ``/api/v1/query`` request; every failure as a :class:`PrometheusError`."""
+    def _request(self, promql: str, params: dict[str, str], span: _Span | None = None) -> Any:
+        """One ``/api/v1/query`` request (``/api/v1/query_range`` with a ``span``); every failure as a
+        :class:`PrometheusError`."""
         where = _public_url(self.url)
         try:
+            if span is not None:
+                return self._client.custom_query_range(promql, span[0], span[1], span[2], params=params)
             return self._client.custom_query(promql, params=params)
         except PrometheusError:
             raise
@@ -307,14 +315,14 @@ class PrometheusReader:
         except (KeyError, TypeError, ValueError) as exc:
             raise PrometheusQueryError(f"Prometheus at {where}: unexpected response ({exc!r})") from None
 
-    def _with_retries(self, promql: str, params: dict[str, str]) -> Any:
+    def _with_retries(self, promql: str, params: dict[str, str], span: _Span | None = None) -> Any:
         """:meth:`_request` under the retry policy; the last failure says how many attempts it took."""
         started, attempts = time.monotonic(), 0
 
         def attempt() -> Any:
             nonlocal attempts
             attempts += 1
-            return self._request(promql, params)
+            return self._request(promql, params, span)
 
         policy = retrying(
             retries=self.retries,
@@ -356,6 +364,53 @@ class PrometheusReader:
                 raise PrometheusQueryError(f"Prometheus at {where}: sample without a [time, value] pair")
             samples.append(Sample({str(k): str(v) for k, v in item["metric"].items()}, _number(value[1])))
         return samples
+
+    def query_range(self, expr: str, start: datetime, end: datetime, step: float) -> list[dict[str, Any]]:
+        """A range query over ``[start, end]`` every ``step`` seconds (naive datetimes are UTC; the
+        client sends whole seconds): the raw matrix, ``[{"metric": {...}, "values": [[ts, "v"], ...]}]``,
+        with the same retries and errors as :meth:`query`. :func:`range_frame` makes it a frame."""
+        start, end = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (start, end))
+        if step <= 0 or end < start:
+            raise ValueError(f"a range query needs step > 0 and start <= end, got {step!r}, {start}..{end}")
+        raw = self._with_retries(expr, {}, (start, end, f"{step:g}"))
+        if not isinstance(raw, list) or not all(
+            isinstance(s, dict)
+            and isinstance(s.get("metric"), dict)
+            and isinstance(s.get("values"), list)
+            and all(isinstance(p, list) and len(p) == 2 for p in s["values"])
+            for s in raw
+        ):
+            raise PrometheusQueryError(
+                f"Prometheus at {_public_url(self.url)}: {expr!r} did not return a range matrix"
+            )
+        return raw
+
+
+def range_frame(matrix: Sequence[Mapping[str, Any]]) -> Any:
+    """A range query's matrix as a long pandas frame, built with ``prometheus_api_client``'s
+    ``MetricRangeDataFrame``: one row per sample, a UTC ``timestamp`` index, one column per label
+    and ``value`` as a float (``"NaN"`` is NaN, ``"+Inf"``/``"-Inf"`` are ±inf: callers decide what
+    no data means). An empty matrix, or one whose series have no samples, is an empty frame of the
+    same shape (``MetricRangeDataFrame`` cannot build one). A value that is not a number, or an
+    instant vector, is a :class:`PrometheusQueryError`."""
+    import pandas as pd
+    from prometheus_api_client import MetricRangeDataFrame
+    from prometheus_api_client.exceptions import MetricValueConversionError
+
+    labels = sorted({str(k) for s in matrix for k in s.get("metric", {})} - {"timestamp", "value"})
+    if not any(s.get("values") for s in matrix):
+        index = pd.DatetimeIndex([], tz="UTC", name="timestamp")
+        empty = {**{k: pd.Series(dtype=object) for k in labels}, "value": pd.Series(dtype=float)}
+        return pd.DataFrame(empty, index=index)
+    try:
+        frame = pd.DataFrame(MetricRangeDataFrame([s for s in matrix if s.get("values")]))
+    except MetricValueConversionError as exc:
+        raise PrometheusQueryError(f"a range sample is not a number: {exc}") from None
+    except (TypeError, KeyError, ValueError) as exc:
+        raise PrometheusQueryError(f"not a range matrix: {type(exc).__name__}: {exc}") from None
+    frame.index = frame.index.tz_localize("UTC")
+    frame["value"] = frame["value"].astype(float)
+    return frame
 
 
 def reader_for(

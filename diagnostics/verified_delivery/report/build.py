@@ -2,9 +2,10 @@
 
 The report is what an on-call engineer reads after the incident and what the audit bundle keeps:
 the alert and its grade, the SOP timeline against its deadlines, the evidence with the numbers behind
-every finding, the decisions and their reasons, the action and the time to recover, and the regression
-diff. It is built only from the incident's stored artifacts (plus, when the DAG has it, the phases'
-real start and end), so the same function serves the DAG's phase-3 task and ``triage24 report``.
+every finding, the metrics timeline of the window (stable vs canary per channel), the decisions and
+their reasons, the action and the time to recover, and the regression diff. It is built only from the
+incident's stored artifacts (plus, when the DAG has it, the phases' real start and end), so the same
+function serves the DAG's phase-3 task and ``triage24 report``.
 
 Guarantees, because the report leaves the system (audit bundle, tickets, e-mail):
 
@@ -36,6 +37,8 @@ from diagnostics.runbooks import RunbookError, load_runbooks
 from diagnostics.verified_delivery.report.load import Artifact, as_list, as_num, as_str, read_artifact
 from diagnostics.verified_delivery.report.sections.evidence import phase_view
 from diagnostics.verified_delivery.report.sections.formatting import fmt_s, fmt_ts
+from diagnostics.verified_delivery.report.sections.metrics_timeline import REL as METRIC_TIMELINE
+from diagnostics.verified_delivery.report.sections.metrics_timeline import metrics_timeline_view
 from diagnostics.verified_delivery.report.sections.plots import (
     drift_plots,
     latency_plots,
@@ -77,8 +80,8 @@ DEFAULT_CHECKS: dict[str, tuple[str, ...]] = {
         "drift",
     ),
 }
-# Files in a phase folder that are not checks.
-NOT_CHECKS = frozenset({"summary", "evidence"})
+# Files in a phase folder that are not checks (the metric timeline has its own section).
+NOT_CHECKS = frozenset({"summary", "evidence", "metric_timeline"})
 RESPONSE_ORDER = ("rollback", "promote", "recovery_verification", "hold")
 REGRESSION = "verified_delivery/regression_suite.json"
 # The regression history of every run, beside the incidents under the artifact root.
@@ -395,6 +398,16 @@ def _trends(
     return view
 
 
+def _metrics_timeline(reader: _Reader) -> dict[str, Any]:
+    """The metric timeline's section; a malformed file is a problem, an absent one is said there."""
+    view = metrics_timeline_view(reader.read(METRIC_TIMELINE, expected=False))
+    if view["state"] == "malformed":
+        reader.problems.append(view["note"])
+    # The charts are built by diagnostics.verified_delivery.report.svg from masked data: safe markup.
+    view["plots"] = [{**p, "svg": Markup(p["svg"])} for p in view["plots"]]  # noqa: S704
+    return view
+
+
 def _summary(incident_id: str, res: _Outcome, rows: Sequence[TimelineRow], problems: Sequence[str]) -> str:
     """The one-line summary (XCom, CLI, the report's top)."""
     missed = [r.phase for r in rows if r.verdict == "missed"]
@@ -452,6 +465,7 @@ def build_report(
     # The order of the reads below is the order of the report's list of problems.
     phases, arts = _evidence(reader, sop)
     plots = _Plots(incident_dir, arts)
+    metrics_timeline = _metrics_timeline(reader)
     res = _Outcome(reader)
     trends = _trends(incident_dir, history, as_str(incident.data.get("target")) or None, problems)
     rows = timeline_rows(
@@ -477,6 +491,7 @@ def build_report(
             "actions": res.actions,
             "regression": res.regression,
             "trends": trends,
+            "metrics_timeline": metrics_timeline,
             **plots.context(),
             "problems": problems,
             "summary": summary,
@@ -487,7 +502,7 @@ def build_report(
         incident_id,
         html_path,
         md_path,
-        plots.count + len(trends["plots"]),
+        plots.count + len(trends["plots"]) + len(metrics_timeline["plots"]),
         len(problems),
     )
     return ReportResult(
@@ -498,7 +513,7 @@ def build_report(
         rule=res.rule,
         action=mask_pii(res.headline["action"]),
         time_to_recover_s=res.time_to_recover_s,
-        plots=plots.count + len(trends["plots"]),
+        plots=plots.count + len(trends["plots"]) + len(metrics_timeline["plots"]),
         problems=[mask_pii(p) for p in problems],
         summary=mask_pii(summary),
     )

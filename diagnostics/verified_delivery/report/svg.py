@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from html import escape
 
 __all__ = [
     "LEVEL_COLOURS",
     "SERIES_COLOURS",
+    "Panel",
     "bar_chart",
     "grouped_bars",
     "histogram_counts",
     "histogram_pair",
     "level_strip",
+    "line_panels",
 ]
 
 #: one colour per series (stable, canary, a third for anything else), readable by colour-blind people
@@ -351,5 +354,131 @@ def level_strip(
         x = left + i * 90
         out.append(f'<rect x="{x}" y="{legend_y - 9}" width="10" height="10" fill="{LEVEL_COLOURS[lv]}"/>')
         out.append(f'<text x="{x + 14}" y="{legend_y}" {_FONT}>{text}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One panel of :func:`line_panels`: series over the shared x labels, a unit and a bound."""
+
+    label: str
+    unit: str
+    series: Sequence[tuple[str, Sequence[float | None]]]
+    limit: float | None = None
+    limit_label: str = "limit"
+
+
+def _runs(values: Sequence[float | None]) -> list[list[tuple[int, float]]]:
+    """The stretches of consecutive finite values: a gap (None) ends a line, it is never bridged."""
+    runs: list[list[tuple[int, float]]] = []
+    current: list[tuple[int, float]] = []
+    for i, v in enumerate(values):
+        if v is None or not math.isfinite(v):
+            if current:
+                runs.append(current)
+            current = []
+        else:
+            current.append((i, v))
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _panel(out: list[str], panel: Panel, n: int, box: tuple[float, float, float, float]) -> None:
+    """Draw one panel in ``box`` = (left, top, width, height)."""
+    left, top, plot_w, plot_h = box
+    finite = [v for _, vs in panel.series for v in vs if v is not None and math.isfinite(v)]
+    drawn_limit = panel.limit is not None and math.isfinite(panel.limit)
+    limits = [panel.limit] if drawn_limit and panel.limit is not None else []
+    y_max = _nice_max(max([*finite, *limits], default=0.0))
+    _y_axis(out, left, top, plot_h, plot_w, y_max, panel.unit)
+    out.append(
+        f'<text x="{_f(left + 4)}" y="{_f(top - 6)}" {_FONT} font-weight="bold">{escape(panel.label)}</text>'
+    )
+    base_y = top + plot_h
+
+    def xy(i: int, v: float) -> str:
+        x = left + (plot_w * i / (n - 1) if n > 1 else plot_w / 2)
+        return f"{_f(x)},{_f(base_y - plot_h * min(max(v, 0.0), y_max) / y_max)}"
+
+    unit = f" {panel.unit}" if panel.unit else ""
+    for s, (sname, values) in enumerate(panel.series):
+        colour = SERIES_COLOURS[s % len(SERIES_COLOURS)]
+        known = [v for v in values if v is not None and math.isfinite(v)]
+        tip = f"{sname}: {len(known)} point(s)" + (
+            f", max {_num(max(known))}{unit}, mean {_num(sum(known) / len(known))}{unit}"
+            if known
+            else ", no data"
+        )
+        for run in _runs(values):
+            if len(run) == 1:
+                cx, cy = xy(*run[0]).split(",")
+                out.append(
+                    f'<circle class="dot s{s}" cx="{cx}" cy="{cy}" r="2.5" fill="{colour}">'
+                    f"<title>{escape(tip)}</title></circle>"
+                )
+                continue
+            points = " ".join(xy(i, v) for i, v in run)
+            out.append(
+                f'<polyline class="line s{s}" points="{points}" fill="none" stroke="{colour}" '
+                f'stroke-width="1.6"><title>{escape(tip)}</title></polyline>'
+            )
+    if drawn_limit and panel.limit is not None:
+        y = base_y - plot_h * min(panel.limit / y_max, 1.0)
+        out.append(
+            f'<line class="limit" data-limit="{escape(_num(panel.limit))}" x1="{_f(left)}" y1="{_f(y)}" '
+            f'x2="{_f(left + plot_w)}" y2="{_f(y)}" stroke="#333333" stroke-width="1.2" '
+            'stroke-dasharray="5,3"/>'
+        )
+        out.append(
+            f'<text x="{_f(left + plot_w - 4)}" y="{_f(y - 3)}" text-anchor="end" {_FONT}>'
+            f"{escape(panel.limit_label)} {escape(_num(panel.limit))}{escape(unit)}</text>"
+        )
+    out.append(
+        f'<line x1="{_f(left)}" y1="{_f(base_y)}" x2="{_f(left + plot_w)}" y2="{_f(base_y)}" '
+        'stroke="#333333" stroke-width="1"/>'
+    )
+
+
+def line_panels(
+    x_labels: Sequence[str],
+    panels: Sequence[Panel],
+    *,
+    title: str,
+    name: str = "",
+    width: int = 560,
+    panel_h: int = 130,
+    ticks: int = 5,
+) -> str:
+    """Line charts stacked over one time axis (e.g. a channel's p99 and error rate, stable vs canary).
+
+    Every series has one value per x label; ``None`` is no data and breaks the line (a lone point
+    between gaps is a dot). Lines are ``<polyline class="line s<i>">``, a panel's bound a dashed
+    ``<line class="limit" data-limit="<value>">``, drawn even above the data (the axis reaches it).
+    Series are named in a legend from the first panel's names; ``ticks`` x labels are written.
+    """
+    n = len(x_labels)
+    for panel in panels:
+        for sname, values in panel.series:
+            if len(values) != n:
+                raise ValueError(
+                    f"series {sname!r} of {panel.label!r} has {len(values)} values for {n} times"
+                )
+    left, right, top, gap, bottom = 56.0, 12.0, 40.0, 34.0, 44.0
+    plot_w = width - left - right
+    height = int(top + len(panels) * panel_h + (len(panels) - 1) * gap + bottom)
+    out = _open("lines", name or title, width, height, title)
+    for p, panel in enumerate(panels):
+        _panel(out, panel, n, (left, top + p * (panel_h + gap), plot_w, panel_h))
+    base_y = top + len(panels) * panel_h + (len(panels) - 1) * gap
+    shown = sorted({round(i * (n - 1) / max(ticks - 1, 1)) for i in range(ticks)}) if n > 1 else [0] * n
+    for i in shown:
+        x = left + (plot_w * i / (n - 1) if n > 1 else plot_w / 2)
+        anchor = "end" if n > 1 and i == n - 1 else "start" if n > 1 and i == 0 else "middle"
+        label = escape(x_labels[i])
+        out.append(f'<text x="{_f(x)}" y="{_f(base_y + 13)}" text-anchor="{anchor}" {_FONT}>{label}</text>')
+    if panels and len(panels[0].series) > 1:
+        _legend(out, [s for s, _ in panels[0].series], left, height - 8)
     out.append("</svg>")
     return "".join(out)

@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from diagnostics.golden_window.canary_gate import GateVerdict
 from diagnostics.golden_window.metrics_sla import check_metrics_sla
+from diagnostics.golden_window.timeline import Metric, metric_timeline
 from diagnostics.incident.results import Status
 from diagnostics.runbooks import load_runbooks
 from diagnostics.runbooks.schemas import CanaryGates, Channel, TargetOverride
@@ -210,3 +211,25 @@ def test_check_against_real_prometheus(prometheus: tuple[str, Feeder]) -> None:
     assert canary_text.breaches == ["latency_sla", "latency_dynamic", "error_rate"]
     assert result.gpu_memory == {}  # not exported here: no GPU
     result.model_dump_json()  # the DAG's artifact
+
+    # The metric timeline's three range queries against the same Prometheus (query_range, range_frame).
+    tl = metric_timeline(
+        PrometheusReader(url, timeout_s=5), books.targets.get("testbed"), thresholds, end, WINDOW_S
+    )
+    assert tl.status is Status.OK and tl.elapsed_s < 2 and (tl.points, tl.step_s) == (11, 1.0)
+    rate = tl.get(Channel.TEXT, Metric.REQUEST_RATE)
+    assert rate is not None
+    # the last step looks back 60 s, which covers every request so far: the feeder's log is the truth
+    last = rate.values["stable"][-1]
+    assert last is not None and last * 60 == pytest.approx(
+        feeder.count("stable", "text", t1 - 60, t1), rel=0.25
+    )
+    assert rate.ratio == pytest.approx(0.5, rel=0.2)  # the canary serves one text request per tick
+    err = tl.get(Channel.TEXT, Metric.ERROR_RATE)
+    assert err is not None and err.stats["stable"].max == 0  # no error series: 0, not missing
+    assert err.stats["canary"].mean == pytest.approx(0.2, abs=0.06) and err.canary_first_over is not None
+    p99 = tl.get(Channel.TEXT, Metric.P99_LATENCY_MS)
+    assert p99 is not None and p99.canary_first_over is not None
+    assert 2000 < (p99.stats["canary"].min or 0) <= 3000 and (p99.stats["stable"].max or 1e9) <= 50
+    image = tl.get(Channel.IMAGE, Metric.P99_LATENCY_MS)
+    assert image is not None and image.stats["canary"].points == 0 and image.stats["stable"].points > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from diagnostics.sources.prometheus import (
     matchers,
     quantile_label,
     quote,
+    range_frame,
     scrape_up,
 )
 from tests.conftest import free_port
@@ -396,3 +398,86 @@ def test_the_deadline_stops_retries_that_would_start_after_it() -> None:
             reader.query("up", AT)
     assert (info.value.attempts, len(prom.requests)) == (2, 2)
     assert 0.2 <= time.monotonic() - started < 1.0
+
+
+# --- range queries and their frame --------------------------------------------------------------------
+
+MATRIX = [
+    {
+        "metric": {"version": "stable", "channel": "text"},
+        "values": [[1735732800, "12.5"], [1735732815.5, "NaN"]],
+    },
+    {"metric": {"version": "canary"}, "values": [[1735732800, "+Inf"], [1735732815, "-Inf"]]},
+]
+
+
+def _range_answer(result: list[dict[str, object]]) -> dict[str, object]:
+    return {"status": "success", "data": {"resultType": "matrix", "result": result}}
+
+
+def test_a_range_query_sends_the_span_and_returns_the_matrix_as_it_came() -> None:
+    route = _sequence(Canned(503, UNAVAILABLE), Canned(200, _range_answer(MATRIX)))
+    with canned_server({("GET", "/api/v1/query_range"): route}) as prom:
+        reader = PrometheusReader(prom.url, bearer_token="s3cret")
+        pauses = _recording(reader)
+        matrix = reader.query_range("up", AT, datetime(2025, 1, 1, 12, 10), 7.5)
+    assert matrix == MATRIX
+    assert pauses == [0.2]  # retried like an instant query
+    query = parse_qs(urlsplit(prom.requests[-1].path).query)
+    assert {k: v[0] for k, v in query.items()} == {
+        "query": "up",
+        "start": "1735732800",
+        "end": "1735733400",  # a naive end is UTC
+        "step": "7.5",
+    }
+    assert prom.requests[-1].headers["Authorization"] == "Bearer s3cret"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        [{"metric": {}, "value": [1, "2"]}],  # an instant vector
+        [{"metric": {}, "values": [[1, "2", "3"]]}],
+        [{"values": [[1, "2"]]}],
+        {"a": 1},
+    ],
+    ids=["vector", "triple", "no-metric", "object"],
+)
+def test_a_range_answer_that_is_not_a_matrix_is_a_query_error(result: object) -> None:
+    answer = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+    with (
+        canned_server({("GET", "/api/v1/query_range"): Canned(200, answer)}) as prom,
+        pytest.raises(PrometheusQueryError, match="did not return a range matrix"),
+    ):
+        PrometheusReader(prom.url).query_range("up", AT, AT, 15)
+    with pytest.raises(ValueError, match="step > 0"):
+        PrometheusReader("http://127.0.0.1:1").query_range("up", AT, AT, 0)
+
+
+def test_the_frame_of_a_matrix_keeps_nan_and_inf_as_floats() -> None:
+    frame = range_frame(MATRIX)
+    assert sorted(frame.columns) == ["channel", "value", "version"]
+    assert str(frame.index.tz) == "UTC" and frame.index.name == "timestamp"
+    assert frame.index[1].isoformat() == "2025-01-01T12:00:15.500000+00:00"
+    values = frame["value"].tolist()
+    assert values[0] == 12.5 and math.isnan(values[1]) and values[2:] == [math.inf, -math.inf]
+    assert frame["version"].tolist() == ["stable", "stable", "canary", "canary"]
+    assert frame["channel"].isna().tolist() == [False, False, True, True]  # a label a series lacks
+
+
+def test_an_empty_matrix_is_an_empty_frame_of_the_same_shape() -> None:
+    for matrix in ([], [{"metric": {"version": "stable"}, "values": []}]):
+        frame = range_frame(matrix)
+        assert frame.empty and "value" in frame.columns and str(frame.index.tz) == "UTC"
+        assert frame["value"].dtype == float
+    assert list(range_frame([{"metric": {"version": "stable"}, "values": []}]).columns) == [
+        "version",
+        "value",
+    ]
+
+
+def test_a_value_that_is_not_a_number_is_a_query_error() -> None:
+    with pytest.raises(PrometheusQueryError, match="not a number"):
+        range_frame([{"metric": {}, "values": [[1735732800, "fast"]]}])
+    with pytest.raises(PrometheusQueryError, match="not a range matrix"):
+        range_frame([{"metric": {}, "value": [1735732800, "1"], "values": [[1, "1"]]}])

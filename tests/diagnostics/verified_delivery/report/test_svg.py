@@ -109,3 +109,42 @@ def test_a_zero_is_a_stub_not_a_gap() -> None:
     zero, high = heights(doc, "bar s0")
     assert zero == 1.0 and high > 100
     assert 'class="na"' not in doc and "<title>WER en-cancel: 0</title>" in doc
+
+
+def _points(doc: str, cls: str) -> list[list[tuple[float, float]]]:
+    return [
+        [(float(x), float(y)) for x, y in (p.split(",") for p in pts.split())]
+        for pts in re.findall(rf'<polyline class="{cls}" points="([^"]+)"', doc)
+    ]
+
+
+def test_line_panels_break_lines_at_gaps_and_draw_the_bound() -> None:
+    panels = [
+        svg.Panel(
+            "p99",
+            "ms",
+            [("stable", [100.0, 200.0, None, None, 100.0]), ("canary", [None, 900.0, 1500.0, None, 3000.0])],
+            limit=1200.0,
+            limit_label="gate",
+        ),
+        svg.Panel(
+            "error rate", "%", [("stable", [0.0, 0.0, 0.0, 0.0, 0.0]), ("canary", [None] * 5)], limit=1.0
+        ),
+    ]
+    doc = svg.line_panels(["a", "b", "c", "d", "e"], panels, title="image <x>", name="t")
+    well_formed(doc)
+    assert "image &lt;x&gt;" in doc
+    # p99: stable a-b, then e alone (a dot); canary b-c, then e alone; errors: stable one line, canary none
+    assert len(_points(doc, "line s0")) == 2 and len(_points(doc, "line s1")) == 1
+    assert doc.count('class="dot s0"') == 1 and doc.count('class="dot s1"') == 1
+    assert re.findall(r'class="limit" data-limit="([^"]+)"', doc) == ["1200", "1"]
+    assert "gate 1200 ms" in doc and "canary: 3 point(s), max 3000 ms, mean 1800 ms" in doc
+    stable_p99 = _points(doc, "line s0")[0]
+    assert stable_p99[0][0] < stable_p99[1][0]  # time runs left to right
+    assert stable_p99[0][1] > stable_p99[1][1]  # 100 ms is drawn below 200 ms
+    # the axis reaches the larger of the data (3000) and the bound: 5000; the bound sits at 1200 / 5000
+    top, bottom = 40.0, 170.0
+    limit_y = float(re.search(r'class="limit" data-limit="1200" x1="[^"]+" y1="([^"]+)"', doc).group(1))  # type: ignore[union-attr]
+    assert limit_y == pytest.approx(bottom - (bottom - top) * 1200 / 5000, abs=0.05)
+    with pytest.raises(ValueError, match="has 2 values for 5 times"):
+        svg.line_panels(list("abcde"), [svg.Panel("p", "", [("s", [1.0, 2.0])])], title="t")

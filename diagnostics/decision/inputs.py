@@ -18,6 +18,7 @@ from diagnostics.decision.model import (
     VersionCounts,
 )
 from diagnostics.golden_window.canary_gate import CanaryGateResult
+from diagnostics.incident.model import GateAlert
 from diagnostics.incident.results import Status
 from diagnostics.runbooks.grading import GradeId
 from diagnostics.runbooks.schemas import Channel, Severity, Target
@@ -38,6 +39,7 @@ class _IncidentView(_Lenient):
     grade: GradeId | None = None
     suspected_version: str | None = None
     analysed_at: datetime | None = None
+    gate_alerts: list[GateAlert] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -208,4 +210,5 @@ def inputs_from_results(
         if summary
         else None,
         phase2=p2,
+        gate_alerts=inc.gate_alerts,
     )

@@ -17,6 +17,7 @@ from pydantic import (
 
 from diagnostics.decision.risk import ChannelRisk
 from diagnostics.golden_window.canary_gate import CanaryGateResult
+from diagnostics.incident.model import GateAlert
 from diagnostics.incident.results import CheckResult, Status
 from diagnostics.runbooks.decision import (
     CanaryStage,
@@ -156,6 +157,9 @@ class DecisionInputs(_Model):
     channels: list[ChannelCounts] = Field(default_factory=list)
     phase1: Phase1Evidence | None = None
     phase2: Phase2Evidence | None = Field(default=None, description="None: phase 2 not measured")
+    gate_alerts: list[GateAlert] = Field(
+        default_factory=list, description="the incident's firing alerts with a gate label (canary watch)"
+    )
 
 
 # --- the decision ---------------------------------------------------------------------------------
@@ -189,7 +193,10 @@ class Decision(CheckResult):
     rule: str = Field(description="the precedence rule that decided")
     rule_description: str
     reasons: list[str] = Field(description="the deciding rule's reasons first, then every other note")
-    gate_breach: bool = Field(default=False, description="a hard canary-gate breach decided it")
+    gate_breach: bool = Field(
+        default=False,
+        description="a hard canary-gate breach decided it (Prometheus' gate or the canary watch)",
+    )
     promote_to: float | None = Field(default=None, description="percent to promote the canary to")
     needs_human: bool
     human_gate: HumanGateDefault = Field(description="the default and timeout for the incident's grade")

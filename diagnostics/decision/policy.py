@@ -9,6 +9,13 @@ matches decides (the order is the file's). The rules:
   rate) significantly above the limit (see :func:`backed_breaches`) -> rollback, on the **fast
   path** (``gate_breach=True``). A breach that is not so backed is insufficient evidence, never a pass;
   so is one stable shows too, unless the canary's rate is significantly above stable's;
+- ``canary_watch_rejection``: the incident holds a firing ``CanaryWatchRejected`` alert whose
+  annotations carry a rejection that is evidence against the canary: the canary watch's e-value at or
+  over its bound ``1/alpha``, at least one canary event, the canary's rate above stable's (see
+  :mod:`diagnostics.canary_watch.alert`) -> rollback, on the fast path like a gate breach
+  (``gate_breach=True``: the watch is a canary gate, checked continuously). Phase 1's own gate reads
+  ``for``-style windows and may see nothing yet seconds after the onset; the watch's evidence decides
+  by itself. A malformed alert is ignored with its reason; none -> the rule does not apply;
 - ``critical_canary_finding``: a phase-1 finding on the canary at a rollback severity (model not
   loaded, checksum mismatch, canary unreachable). A finding on stable alone never rolls the canary
   back (there is nothing to roll back to); one stable shares asks a human (a rollback would not help).
@@ -41,6 +48,8 @@ from typing import Literal
 
 from scipy import special
 
+from diagnostics.canary_watch.alert import ALERTNAME as WATCH_ALERT
+from diagnostics.canary_watch.alert import read_rejection
 from diagnostics.decision.evidence import (
     Phase2Reading,
     gate_shared,
@@ -75,6 +84,8 @@ STATUS_OF: dict[Outcome, Status] = {
     Outcome.CONTINUE: Status.OK,
     Outcome.INSUFFICIENT_EVIDENCE: Status.INSUFFICIENT_EVIDENCE,
 }
+# The rules that roll back on the fast path's terms: a hard gate, seen by Prometheus or by the watch.
+FAST_PATH_RULES = ("canary_gate_breach", "canary_watch_rejection")
 # Findings that block a promotion (they did not roll back, but they are not a clean bill of health).
 PROMOTION_BLOCKING = (Severity.CRITICAL, Severity.HIGH)
 
@@ -243,6 +254,23 @@ def _gate_fmt(gate: str, value: float | None) -> str:
     return f"{value:.0f} ms" if gate.endswith("_ms") else f"{value:.2%}"
 
 
+def rule_canary_watch_rejection(ctx: _Context) -> tuple[bool, list[str]]:
+    alerts = [a for a in ctx.inputs.gate_alerts if a.labels.get("alertname") == WATCH_ALERT]
+    if not alerts:
+        return False, ["no canary watch rejection among the incident's alerts"]
+    decisive: list[str] = []
+    ignored: list[str] = []
+    for alert in alerts:
+        read = read_rejection(alert.labels, alert.annotations)
+        why = read if isinstance(read, str) else read.not_evidence()
+        if why is None and not isinstance(read, str):
+            decisive.append(read.reason())
+        else:
+            where = "/".join(alert.labels.get(k, "?") for k in ("target", "version", "channel"))
+            ignored.append(f"{WATCH_ALERT} ({where}) ignored: {why}")
+    return bool(decisive), decisive + ignored
+
+
 def rule_critical_canary_finding(ctx: _Context) -> tuple[bool, list[str]]:
     severities = set(ctx.policy.evidence.canary_finding_severities)
     shared = {(f.problem, f.component) for f in ctx.stable_findings}
@@ -344,6 +372,7 @@ def rule_continue(ctx: _Context) -> tuple[bool, list[str]]:
 
 RULES: dict[str, Callable[[_Context], tuple[bool, list[str]]]] = {
     "canary_gate_breach": rule_canary_gate_breach,
+    "canary_watch_rejection": rule_canary_watch_rejection,
     "critical_canary_finding": rule_critical_canary_finding,
     "bayesian_risk": rule_bayesian_risk,
     "phase2_evidence": rule_phase2_evidence,
@@ -436,7 +465,7 @@ def decide(inputs: DecisionInputs, policy: DecisionPolicy) -> Decision:
         rule=fired.rule,
         rule_description=policy.rule(fired.rule).description,
         reasons=reasons,
-        gate_breach=fired.rule == "canary_gate_breach",
+        gate_breach=fired.rule in FAST_PATH_RULES,
         promote_to=promote_to,
         needs_human=needs_human,
         human_gate=gate_default,
@@ -466,7 +495,7 @@ def _summary(
     max_risk: float | None,
 ) -> str:
     head = f"{inputs.target}: {fired.outcome.value} ({fired.rule}"
-    head += ", fast path)" if fired.rule == "canary_gate_breach" else ")"
+    head += ", fast path)" if fired.rule in FAST_PATH_RULES else ")"
     body = fired.reasons[0] if fired.reasons else ""
     if fired.outcome is Outcome.CONTINUE:
         body += f"; promote to {promote_to:g} %" if promote_to is not None else "; no promotion"

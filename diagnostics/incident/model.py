@@ -22,17 +22,37 @@ from diagnostics.incident.conf import (
     ManualConf,
     parse_conf,
 )
+from diagnostics.pii import mask_pii
 
 __all__ = [
     "DEFAULT_WINDOW_MINUTES",
     "INTAKE_SCHEMA",
     "MAX_WINDOW_MINUTES",
+    "GateAlert",
     "Incident",
     "IncidentError",
     "incident_from_conf",
 ]
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9_.~:+-]{1,250}$")
+MAX_GATE_ALERTS = 20
+_NUMBER = re.compile(r"^[+-]?[0-9.eE+-]+$")
+
+
+class GateAlert(BaseModel):
+    """A firing alert that carries a ``gate`` label (a hard canary gate, the canary watch): its labels
+    and annotations travel with the incident, for the decision to weigh the evidence they carry.
+    Annotations are PII-masked (plain numbers are kept: they are counts and e-values, not people)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def masked(cls, labels: dict[str, str], annotations: dict[str, str]) -> GateAlert:
+        kept = {k: v if _NUMBER.match(v) else mask_pii(v) for k, v in annotations.items()}
+        return cls(labels=dict(labels), annotations=kept)
 
 
 class IncidentError(ValueError):
@@ -53,6 +73,9 @@ class Incident(BaseModel):
     escalated: bool = False
     suspected_version: str | None = None
     alert_names: tuple[str, ...] = ()
+    gate_alerts: tuple[GateAlert, ...] = Field(
+        default=(), description=f"firing alerts with a gate label (at most {MAX_GATE_ALERTS})"
+    )
 
     @property
     def window_start(self) -> datetime:
@@ -103,9 +126,12 @@ def incident_from_conf(
         started = min(starts) if starts else now
         names = tuple(sorted({a.alertname for a in typed.firing} - {""}))
         source, grade, escalated = "alertmanager", typed.grade, typed.escalated
+        gates = tuple(
+            GateAlert.masked(a.labels, a.annotations) for a in typed.firing if a.labels.get("gate")
+        )[:MAX_GATE_ALERTS]
     else:
         started = _parse_ts(typed.alert_started_at, "alert_started_at") if typed.alert_started_at else now
-        names, source, grade, escalated = (), "manual", None, False
+        names, source, grade, escalated, gates = (), "manual", None, False, ()
     minutes = typed.window_minutes
     dry_run = typed.dry_run
     # The window covers the alert's start (a little before it) and at least window_minutes,
@@ -125,6 +151,7 @@ def incident_from_conf(
             escalated=escalated,
             suspected_version=version,
             alert_names=names,
+            gate_alerts=gates,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -48,6 +48,7 @@ class Outcome(StrEnum):
 # Every rule the decision implements, with the only outcome it can argue for.
 RULE_OUTCOMES: dict[str, Outcome] = {
     "canary_gate_breach": Outcome.ROLLBACK,
+    "canary_watch_rejection": Outcome.ROLLBACK,
     "critical_canary_finding": Outcome.ROLLBACK,
     "bayesian_risk": Outcome.ROLLBACK,
     "phase2_evidence": Outcome.ROLLBACK,

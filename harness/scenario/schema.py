@@ -39,6 +39,7 @@ Seconds = Annotated[float, Field(ge=0, le=7200)]
 Version = Literal["stable", "canary"]
 DECISION_RULES = (
     "canary_gate_breach",
+    "canary_watch_rejection",
     "critical_canary_finding",
     "bayesian_risk",
     "phase2_evidence",

@@ -252,7 +252,7 @@ def test_the_incident_page_shows_title_times_folded_reasons_and_every_alert(
     expect(deciding).to_have_count(1)
     expect(deciding).to_contain_text("critical canary finding: critical model_not_loaded on embedding")
     folded = page.locator("details#other-reasons")
-    expect(folded.locator("summary")).to_have_text("5 more reason(s) from 5 rule(s) that did not decide")
+    expect(folded.locator("summary")).to_have_text("6 more reason(s) from 6 rule(s) that did not decide")
     hidden = folded.locator("li[data-rule='continue']")
     expect(hidden).to_be_hidden()
     page.screenshot(path=str(artifacts_dir / "incidents_browser_incident.png"), full_page=True)

@@ -72,6 +72,7 @@ def test_a_healthy_canary_continues_and_is_promoted() -> None:
     assert [r.rule for r in d.trace] == [r.id for r in POLICY.precedence]
     assert trace(d) == {
         "canary_gate_breach": False,
+        "canary_watch_rejection": False,
         "critical_canary_finding": False,
         "bayesian_risk": False,
         "phase2_evidence": False,

@@ -33,6 +33,8 @@ def grader() -> Grader:
         ({"alertname": "Anything", "impact": "data_loss"}, "L4", "data_loss_risk"),
         ({"alertname": "CanaryGate5xx", "severity": "critical"}, "L3", "canary_gate_breach"),
         ({"alertname": "CanaryGateP99Latency"}, "L3", "canary_gate_breach"),
+        # the canary watch's rejection opens its incident like a gate breach (and re-evaluates one)
+        ({"alertname": "CanaryWatchRejected", "severity": "critical"}, "L3", "canary_gate_breach"),
         ({"alertname": "Something", "severity": "critical"}, "L3", "critical_severity"),
         ({"alertname": "LatencySLABreach", "severity": "warning"}, "L2", "service_degraded"),
         # this repo's own rules say "high" below the gates (problem label); elsewhere high is critical
@@ -116,8 +118,8 @@ def _edit(path: Path, old: str, new: str) -> int:
 @pytest.mark.parametrize(
     ("old", "new", "field", "words"),
     [
-        ('match: {alertname: "CanaryGate.*"}', 'match: {alertname: "CanaryGate(.*"}', "rules[2].match",
-         "regular"),
+        ('match: {alertname: "CanaryGate.*|CanaryWatchRejected"}', 'match: {alertname: "CanaryGate(.*"}',
+         "rules[2].match", "regular"),
         ("grade: L3\n    description: critical", "grade: L5\n    description: critical",
          "rules[4].grade", "'L1', 'L2', 'L3' or 'L4'"),
         ("escalation: {kind: repeats, at_least: 5, within_s: 3600}",

@@ -75,6 +75,7 @@ def test_the_decision_policy_loads_with_the_seed_values() -> None:
     assert (d.risk.risk_threshold, d.risk.error_margin, d.risk.min_requests) == (0.95, 0.005, 50)
     assert [r.id for r in d.precedence] == [
         "canary_gate_breach",
+        "canary_watch_rejection",
         "critical_canary_finding",
         "bayesian_risk",
         "phase2_evidence",
@@ -191,7 +192,7 @@ def test_ports_in_targets_come_from_the_environment() -> None:
             "    outcome: rollback\n  - id: critical_canary_finding",
             "    outcome: continue\n  - id: critical_canary_finding",
             "precedence",
-            "a rule's outcome is fixed by what it tests: canary_gate_breach -> rollback",
+            "a rule's outcome is fixed by what it tests: canary_watch_rejection -> rollback",
             "precedence:",
         ),
         (
@@ -273,7 +274,7 @@ def test_unset_variable_without_default_is_named(books_dir: Path) -> None:
 def test_cli_validate_exit_codes(books_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runbooks", "validate", "--dir", str(books_dir)]) == 0
     out = capsys.readouterr().out
-    assert "8 problem types" in out and "6 decision rules" in out and "decision.yaml" in out
+    assert "8 problem types" in out and "7 decision rules" in out and "decision.yaml" in out
     _edit(books_dir / "thresholds.yaml", "error_rate: 0.05", "error_rate: lots")
     assert main(["runbooks", "validate", "--dir", str(books_dir)]) == 1
     out = capsys.readouterr().err

@@ -34,6 +34,7 @@ def test_the_deciding_rules_reasons_come_first_and_the_others_fold_by_rule(tmp_p
     ]
     assert [(o.rule, o.matched) for o in d.other_rules] == [
         ("canary_gate_breach", False),
+        ("canary_watch_rejection", False),
         ("bayesian_risk", False),
         ("phase2_evidence", False),
         ("insufficient_evidence", False),
@@ -104,7 +105,7 @@ def test_the_page_folds_the_other_rules_in_a_details_element(tmp_path: Path) -> 
     assert "critical canary finding: critical model_not_loaded on embedding" in shown
     assert "nothing argues for rollback" not in shown and "nothing argues for rollback" in folded
     summary = re.search(r"<summary>(.*?)</summary>", folded)
-    assert summary and summary.group(1) == "5 more reason(s) from 5 rule(s) that did not decide"
+    assert summary and summary.group(1) == "6 more reason(s) from 6 rule(s) that did not decide"
     assert "<script" not in section, "HTML alone folds it"
     assert '<li data-rule="continue"><code>continue</code> → continue' in folded
     assert "applied, but critical_canary_finding comes first" in folded and "did not apply" in folded

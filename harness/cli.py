@@ -31,12 +31,21 @@ SELFCHECK_DAG = "triage24_selfcheck"
 
 def _status_table(statuses: Sequence[ComponentStatus]) -> Table:
     table = Table(title="Triage24 local stack")
-    for col in ("component", "pid", "health", "detail", "log"):
+    for col in ("component", "pid", "health", "state", "restarts", "detail", "log"):
         table.add_column(col)
     for s in statuses:
         health = Text("healthy", "green") if s.healthy else Text("unhealthy", "red")
+        state = Text(s.state or "-", "red" if s.state == "failed" else "")
         # details quote processes and exceptions: text, never markup
-        table.add_row(Text(s.name), str(s.pid or "-"), health, Text(s.detail), Text(str(s.log_file)))
+        table.add_row(
+            Text(s.name),
+            str(s.pid or "-"),
+            health,
+            state,
+            str(s.restarts),
+            Text(s.detail),
+            Text(str(s.log_file)),
+        )
     return table
 
 

@@ -28,7 +28,15 @@ from harness.stack.components import (
     write_airflow_files,
 )
 from harness.stack.secrets import ensure_secrets
-from harness.stack.supervisor import clean_environ
+from harness.stack.supervision import (
+    REQUESTS_DIR,
+    STATE_FILE,
+    ComponentRecord,
+    RestartPolicy,
+    clean_environ,
+    read_state,
+    send_request,
+)
 
 Progress = Callable[[str], None]
 # Generous: on 2 cores the api-server answers slowly while the testbed loads its models.
@@ -48,6 +56,11 @@ class ComponentStatus:
     detail: str
     log_file: str
     url: str
+    # The supervisor's view (harness/stack/supervision.py): running, backoff, failed, stopped, or
+    # external (running, but started outside the supervisor, e.g. by the scenario runner).
+    state: str = ""
+    restarts: int = 0
+    last_exit: str = ""
 
 
 def _quiet(_: str) -> None:
@@ -62,6 +75,7 @@ class Stack:
         self.components = [
             c for c in components(self.settings, self.secrets) if with_testbed or c.group != "testbed"
         ]
+        self.restart_policy = RestartPolicy()
 
     # --- state files -------------------------------------------------------------------------------
 
@@ -86,6 +100,23 @@ class Stack:
         pid = self._pid("supervisor")
         return pid if pid and psutil.pid_exists(pid) and _is_ours(pid, self._stack_id()) else None
 
+    def _stale_group(self) -> int | None:
+        """The process group of a supervisor that died: its components may still live in it. (Linux
+        does not hand out a number still in use as a group id, so the group is still this stack's.)"""
+        pid = self._pid("supervisor")
+        if pid is None:
+            return None
+        if _pid_alive(pid):
+            return pid if _is_ours(pid, self._stack_id()) else None
+        return pid
+
+    def _records(self) -> dict[str, ComponentRecord]:
+        """The supervisor's per-component records (empty when there is no state of this stack)."""
+        state = read_state(self.settings.run_dir)
+        if state is None or state.stack_id != self._stack_id():
+            return {}
+        return state.components
+
     def _stack_id(self) -> str | None:
         state = self._state()
         return str(state["stack_id"]) if state else None
@@ -93,28 +124,50 @@ class Stack:
     # --- up ----------------------------------------------------------------------------------------
 
     def up(self, progress: Progress = _quiet, timeout_s: float | None = None) -> list[ComponentStatus]:
+        """Start the stack; on a running one, start only its dead components (the rest keeps running)."""
         timeout_s = timeout_s or self.settings.start_timeout_s
         if self.supervisor_pid():
-            progress("stack is already running")
-            return self.status()
+            return self._start_dead(progress, timeout_s)
+        leftovers = _members(self._stale_group(), self._stack_id()) if self._stack_id() else []
+        if leftovers:
+            progress(
+                f"the last stack's supervisor is gone but {len(leftovers)} of its processes are not; "
+                "stopping them first"
+            )
+            self.down(progress)
         self._check_ports()
         for d in (self.settings.run_dir, self.settings.log_dir, self.settings.artifacts):
             d.mkdir(parents=True, exist_ok=True)
         write_airflow_files(self.settings, self.secrets)
         render_configs(self.settings)
         self._migrate(progress)
+        since = time.time()
+        sup = self._launch()
+        progress(f"started {len(self.components)} components (supervisor pid {sup}); waiting for health")
+        try:
+            self._wait_healthy(progress, timeout_s, since=since)
+        except StackError:
+            self.down()
+            raise
+        return self.status()
 
-        # Exit codes and pids of an earlier stack would be read as this one's.
-        for stale in (*self.settings.run_dir.glob("*.exit"), *self.settings.run_dir.glob("*.pid")):
-            stale.unlink()
+    def _launch(self) -> int:
+        """Write the spec and start the supervisor in a session of its own; its pid."""
+        run_dir = self.settings.run_dir
+        # Exit codes, pids, state and requests of an earlier stack would be read as this one's.
+        for stale in (*run_dir.glob("*.exit"), *run_dir.glob("*.pid"), run_dir / STATE_FILE):
+            stale.unlink(missing_ok=True)
+        for request in (run_dir / REQUESTS_DIR).glob("*"):
+            request.unlink(missing_ok=True)
         stack_id = uuid.uuid4().hex
         spec = {
             "stack_id": stack_id,
-            "run_dir": str(self.settings.run_dir),
+            "run_dir": str(run_dir),
             "cwd": str(self.settings.repo_root),
             "components": [c.to_json() for c in self.components],
+            "restart_policy": self.restart_policy.model_dump(),
         }
-        spec_path = self.settings.run_dir / "spec.json"
+        spec_path = run_dir / "spec.json"
         spec_path.write_text(json.dumps(spec), encoding="utf-8")
         os.chmod(spec_path, 0o600)  # it carries the Airflow secrets in the components' env
         self._state_file.write_text(json.dumps({"stack_id": stack_id, "started_at": time.time()}))
@@ -128,13 +181,32 @@ class Stack:
                 env={**clean_environ(), "TRIAGE24_STACK_ID": stack_id},
                 cwd=self.settings.repo_root,
             )
-        (self.settings.run_dir / "supervisor.pid").write_text(str(sup.pid), encoding="utf-8")
-        progress(f"started {len(self.components)} components (supervisor pid {sup.pid}); waiting for health")
-        try:
-            self._wait_healthy(progress, timeout_s)
-        except StackError:
-            self.down()
-            raise
+        (run_dir / "supervisor.pid").write_text(str(sup.pid), encoding="utf-8")
+        return sup.pid
+
+    def _start_dead(self, progress: Progress, timeout_s: float) -> list[ComponentStatus]:
+        """The supervisor runs: ask it to start every component that is not running (failed, stopped
+        on purpose, or waiting out a backoff) and wait for their health as ``up`` does."""
+        records = self._records()
+        missing = [c.name for c in self.components if c.name not in records]
+        if missing:
+            progress(
+                f"not part of the running stack: {', '.join(missing)} (`triage24 stack down`, then "
+                "`up`, starts a stack with them)"
+            )
+        dead = [c.name for c in self.components if c.name in records and not _pid_alive(self._pid(c.name))]
+        if not dead:
+            progress("stack is already running")
+            return self.status()
+        since = time.time()
+        for name in dead:
+            rec = records[name]
+            why = f", last exit {rec.last_exit.describe()}" if rec.last_exit else ""
+            progress(
+                f"{name} is {rec.state} ({rec.restarts} restarts{why}); asking the supervisor to start it"
+            )
+            send_request(self.settings.run_dir, "start", name)
+        self._wait_healthy(progress, timeout_s, names=dead, since=since)
         return self.status()
 
     def _check_ports(self) -> None:
@@ -170,20 +242,24 @@ class Stack:
         if done.returncode != 0:
             raise StackError(f"airflow db migrate failed (exit {done.returncode}); see {log}")
 
-    def _wait_healthy(self, progress: Progress, timeout_s: float) -> None:
+    def _wait_healthy(
+        self, progress: Progress, timeout_s: float, names: list[str] | None = None, since: float = 0.0
+    ) -> None:
+        """Wait until every component (or those ``names``) runs under the supervisor and answers its
+        health check; a component that exits after ``since`` (Unix time) fails the wait at once."""
         deadline = time.monotonic() + timeout_s
-        pending = {c.name: c for c in self.components}
+        watched = [c for c in self.components if names is None or c.name in names]
+        pending = {c.name: c for c in watched}
         started = time.monotonic()
         with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
             while pending:
                 cache: dict[str, object] = {}
+                records = self._records()
                 for name, comp in list(pending.items()):
-                    exit_code = self._exit_code(name)
-                    if exit_code is not None:
-                        raise StackError(
-                            f"{name} exited with code {exit_code} while starting; "
-                            f"see {comp.log_file}:\n{_tail(comp.log_file)}"
-                        )
+                    rec = records.get(name)
+                    _raise_if_exited(comp, rec, since, "while starting")
+                    if rec is None or rec.state != "running":
+                        continue  # the supervisor has not started it (yet)
                     healthy, _detail = _probe(client, comp, cache)
                     if healthy:
                         progress(f"{name} healthy after {time.monotonic() - started:.1f} s")
@@ -192,13 +268,9 @@ class Stack:
                     # A component without a health endpoint counts as healthy while it runs: give it a
                     # moment to fail on bad arguments before calling the stack up.
                     time.sleep(2.0)
-                    for comp in self.components:
-                        code = self._exit_code(comp.name)
-                        if code is not None:
-                            raise StackError(
-                                f"{comp.name} exited with code {code} after starting; "
-                                f"see {comp.log_file}:\n{_tail(comp.log_file)}"
-                            )
+                    records = self._records()
+                    for comp in watched:
+                        _raise_if_exited(comp, records.get(comp.name), since, "after starting")
                 if pending and time.monotonic() > deadline:
                     name, comp = next(iter(pending.items()))
                     raise StackError(
@@ -208,29 +280,36 @@ class Stack:
                     )
                 time.sleep(0.5)
 
-    def _exit_code(self, name: str) -> int | None:
-        try:
-            return int((self.settings.run_dir / f"{name}.exit").read_text(encoding="utf-8"))
-        except (FileNotFoundError, ValueError):
-            return None
-
     # --- status ------------------------------------------------------------------------------------
 
     def status(self) -> list[ComponentStatus]:
         out = []
         sup_running = self.supervisor_pid() is not None
+        records = self._records() if sup_running else {}
         cache: dict[str, object] = {}
         with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
             for comp in self.components:
                 pid = self._pid(comp.name)
-                running = bool(sup_running and pid and psutil.pid_exists(pid))
-                healthy, detail = _probe(client, comp, cache) if running else (False, "")
-                if not running:
-                    code = self._exit_code(comp.name)
-                    detail = f"exited with code {code}" if code is not None else "not running"
+                running = bool(sup_running and _pid_alive(pid))
+                rec = records.get(comp.name)
+                if running:
+                    healthy, detail = _probe(client, comp, cache)
+                    state = "running" if rec is not None and rec.pid == pid else "external"
+                else:
+                    healthy, detail = False, _dead_detail(rec, sup_running)
+                    state = rec.state if rec is not None and rec.state != "running" else "stopped"
                 out.append(
                     ComponentStatus(
-                        comp.name, pid, running, healthy, detail, str(comp.log_file), comp.health.url or ""
+                        comp.name,
+                        pid,
+                        running,
+                        healthy,
+                        detail,
+                        str(comp.log_file),
+                        comp.health.url or "",
+                        state=state,
+                        restarts=rec.restarts if rec else 0,
+                        last_exit=rec.last_exit.describe() if rec and rec.last_exit else "",
                     )
                 )
         return out
@@ -238,19 +317,28 @@ class Stack:
     # --- down --------------------------------------------------------------------------------------
 
     def down(self, progress: Progress = _quiet, grace_s: float = 40.0) -> list[int]:
-        """Stop exactly what ``up`` started: the supervisor's group, then any tagged straggler."""
+        """Stop exactly what ``up`` started: the supervisor's group, then any tagged straggler. When
+        the supervisor is gone, what it left in its group (or tagged with the stack id) is stopped."""
         stack_id = self._stack_id()
         stopped: list[int] = []
         sup = self.supervisor_pid()
+        group = sup or self._stale_group()
+        orphans = [] if sup or not stack_id else _members(group, stack_id)
         if sup:
             progress(f"stopping the stack (process group {sup})")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(sup, signal.SIGTERM)
+        elif orphans:
+            progress(f"the supervisor is gone; stopping the {len(orphans)} process(es) it left")
+            for proc in orphans:
+                with contextlib.suppress(psutil.Error):
+                    proc.terminate()
+        if sup or orphans:
             deadline = time.monotonic() + grace_s
-            while time.monotonic() < deadline and _members(sup, stack_id):
+            while time.monotonic() < deadline and _members(group, stack_id):
                 time.sleep(0.3)
-        if stack_id:
-            leftovers = _members(sup, stack_id)
+        if stack_id or group:
+            leftovers = _members(group, stack_id)
             for proc in leftovers:
                 try:
                     proc.kill()
@@ -260,8 +348,10 @@ class Stack:
             stopped = [p.pid for p in leftovers]
             if leftovers:
                 progress(f"killed {len(leftovers)} process(es) that ignored SIGTERM")
-        for f in self.settings.run_dir.glob("*.pid"):
+        run_dir = self.settings.run_dir
+        for f in (*run_dir.glob("*.pid"), *(run_dir / REQUESTS_DIR).glob("*")):
             f.unlink(missing_ok=True)
+        (run_dir / STATE_FILE).unlink(missing_ok=True)
         self._state_file.unlink(missing_ok=True)
         return stopped
 
@@ -272,7 +362,7 @@ def stack_processes(stack: Stack) -> list[psutil.Process]:
     The group is the primary mechanism: processes that use setproctitle (the Airflow api-server,
     LocalExecutor workers) overwrite their environ, so the id tag only catches group leavers that
     kept their environment."""
-    return _members(stack.supervisor_pid(), stack._stack_id())
+    return _members(stack.supervisor_pid() or stack._stale_group(), stack._stack_id())
 
 
 def _members(pgid: int | None, stack_id: str | None) -> list[psutil.Process]:
@@ -287,6 +377,37 @@ def _members(pgid: int | None, stack_id: str | None) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.Error):
             continue
     return found
+
+
+def _pid_alive(pid: int | None) -> bool:
+    """``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
+    if not pid:
+        return False
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _raise_if_exited(comp: Component, rec: ComponentRecord | None, since: float, when: str) -> None:
+    if rec is not None and rec.last_exit is not None and rec.exited_at is not None and rec.exited_at >= since:
+        raise StackError(
+            f"{comp.name} exited with {rec.last_exit.describe()} {when}; "
+            f"see {comp.log_file}:\n{_tail(comp.log_file)}"
+        )
+
+
+def _dead_detail(rec: ComponentRecord | None, sup_running: bool) -> str:
+    if not sup_running:
+        return "not running"
+    if rec is None:
+        return "not part of the running stack"
+    last = f"exited with {rec.last_exit.describe()}" if rec.last_exit else "not running"
+    if rec.state == "failed":
+        return f"failed: {last}; gave up after {rec.restarts} restarts (`triage24 stack up` tries again)"
+    if rec.state == "backoff" and rec.next_start_at is not None:
+        return f"{last}; restart in {max(0.0, rec.next_start_at - time.time()):.0f} s"
+    return last
 
 
 def _is_ours(pid: int, stack_id: str | None) -> bool:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -15,7 +19,7 @@ import psutil
 import pytest
 import yaml
 
-from harness.stack import Stack, StackError
+from harness.stack import ComponentStatus, Stack, StackError
 from harness.stack.components import airflow_env, metrics_token_file, render_configs, write_airflow_files
 from harness.stack.manager import stack_processes
 from harness.stack.secrets import SECRET_NAMES, ensure_secrets
@@ -187,6 +191,67 @@ def test_status_json_from_the_cli(
     assert main(["stack", "status", "--no-testbed", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert {c["name"]: c["healthy"] for c in report} == {c.name: True for c in running_stack.status()}
+
+
+# A killed component must be back (restarted, healthy, heartbeating) within this bound: a whole
+# `stack down && stack up` takes ~28 s on 2 cores, one component alone should take less.
+HEAL_BOUND_S = 120.0
+HEARTBEAT = {
+    "airflow-scheduler": ("scheduler", "latest_scheduler_heartbeat"),
+    "airflow-triggerer": ("triggerer", "latest_triggerer_heartbeat"),
+    "airflow-dag-processor": ("dag_processor", "latest_dag_processor_heartbeat"),
+}
+
+
+def _beats_since(stack: Stack, name: str, since: float) -> bool:
+    """The Airflow component ``name`` has reported a heartbeat after ``since`` (the monitor keeps
+    calling a killed scheduler healthy until its last heartbeat grows old)."""
+    if name not in HEARTBEAT:
+        return True
+    section, key = HEARTBEAT[name]
+    try:
+        report = httpx.get(f"{stack.settings.airflow_url}/api/v2/monitor/health", timeout=10).json()
+        beat = report[section][key]
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+    return beat is not None and datetime.fromisoformat(beat).timestamp() > since
+
+
+@pytest.mark.integration
+def test_every_component_killed_once_is_restarted_and_the_stack_heals(running_stack: Stack) -> None:
+    """Issue 21 §3: the supervisor restarts a component killed with SIGKILL, and only that one —
+    killing the api-server leaves Alertmanager (and the alerts it holds in memory) alone."""
+    stack = running_stack
+    names = [s.name for s in stack.status()]
+    healed_after: dict[str, float] = {}
+    for name in names:
+        before: dict[str, ComponentStatus] = {s.name: s for s in stack.status()}
+        victim = before[name]
+        assert victim.healthy and victim.pid, before
+        killed_at = time.time()
+        os.kill(victim.pid, signal.SIGKILL)
+        deadline = time.monotonic() + HEAL_BOUND_S
+        while True:
+            now: dict[str, ComponentStatus] = {s.name: s for s in stack.status()}
+            back = now[name]
+            restarted = back.healthy and back.state == "running" and back.pid != victim.pid
+            if restarted and _beats_since(stack, name, killed_at):
+                break
+            assert time.monotonic() < deadline, f"{name} not healed {HEAL_BOUND_S:g} s after SIGKILL: {back}"
+            time.sleep(1.0)
+        healed_after[name] = time.time() - killed_at
+        assert (back.restarts, back.last_exit) == (victim.restarts + 1, "signal SIGKILL"), back
+        if name == "airflow-api-server":
+            am_before, am_now = before["alertmanager"], now["alertmanager"]
+            assert (am_now.pid, am_now.restarts) == (am_before.pid, am_before.restarts) == (am_before.pid, 0)
+    final = stack.status()
+    assert [s.name for s in final if not (s.healthy and s.running)] == [], final
+    # each component was killed once and restarted once: nothing else was restarted along the way
+    assert {s.name: s.restarts for s in final} == {n: 1 for n in names}, healed_after
+    assert max(healed_after.values()) < HEAL_BOUND_S
+    messages: list[str] = []
+    stack.up(progress=messages.append)
+    assert messages == ["stack is already running"]
 
 
 @pytest.mark.integration

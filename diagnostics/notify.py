@@ -393,8 +393,8 @@ class Notifier:
         path = self.ledger_path(inc.incident_id)
         with file_lock(path.parent / LOCK):
             ledger = read_ledger(path, inc.incident_id)
+            # message() gets the incident as given (not the view): its title needs the alerts it holds
             results = self._deliver(
-                # the incident as given (not the view): its title needs the alerts it holds
                 ledger, due, inc, st, lambda: message(incident, st, summary, details, link)
             )
             if any(r.delivery in (Delivery.SENT, Delivery.FAILED) for r in results):

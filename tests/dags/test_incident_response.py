@@ -157,7 +157,8 @@ def problems(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def assert_ran(run: Any, results: dict[str, dict[str, Any]], deep: bool = True) -> None:
     assert run.state == "success"
     phase1 = {k for k in results if "/" not in k and k not in ("decision", "fast_decision")}
-    assert phase1 == {*CHECKS, "summary"}, sorted(results)
+    # metric_timeline: phase 1's evidence for the report (no check of its own)
+    assert phase1 == {*CHECKS, "summary", "metric_timeline"}, sorted(results)
     assert "decision" in results and "fast_decision" in results, sorted(results)
     ran = {k.removeprefix("deep/") for k in results if k.startswith("deep/")}
     assert ran == ({*DEEP_CHECKS, "summary", "evidence"} if deep else set()), sorted(ran)

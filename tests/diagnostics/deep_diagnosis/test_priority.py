@@ -50,6 +50,7 @@ def test_the_local_stack_runs_phase_2_below_the_testbed(tmp_path: Path) -> None:
             "TRIAGE24_WEBHOOK_TOKEN",
             "TRIAGE24_TESTBED_ADMIN_TOKEN",
             "TRIAGE24_AUDIT_KEY",
+            "TRIAGE24_METRICS_TOKEN",
         )
     }
     env = airflow_env(Settings(home=tmp_path, deep_nice=0), secrets)

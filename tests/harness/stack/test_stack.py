@@ -243,7 +243,8 @@ def test_every_component_killed_once_is_restarted_and_the_stack_heals(running_st
         assert (back.restarts, back.last_exit) == (victim.restarts + 1, "signal SIGKILL"), back
         if name == "airflow-api-server":
             am_before, am_now = before["alertmanager"], now["alertmanager"]
-            assert (am_now.pid, am_now.restarts) == (am_before.pid, am_before.restarts) == (am_before.pid, 0)
+            # Alertmanager (killed itself earlier in the loop, or not) is untouched by this kill
+            assert (am_now.pid, am_now.restarts) == (am_before.pid, am_before.restarts)
     final = stack.status()
     assert [s.name for s in final if not (s.healthy and s.running)] == [], final
     # each component was killed once and restarted once: nothing else was restarted along the way

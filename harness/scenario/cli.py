@@ -153,6 +153,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             say=say,
             keep_stack=args.keep_stack,
             reset_evidence=args.reset_evidence,
+            canary_watch=args.canary_watch,
         )
     except RunnerError as exc:
         err.print(f"[red]cannot run the scenarios:[/red] {escape(str(exc))}")
@@ -234,6 +235,8 @@ def _command(args: argparse.Namespace) -> str:
     parts += [f"--tag {t}" for t in args.tag or []]
     if args.keep_stack:
         parts.append("--keep-stack")
+    if args.canary_watch:
+        parts.append("--canary-watch")
     if args.reset_evidence is not None:
         parts.append("--reset-evidence" if args.reset_evidence else "--no-reset-evidence")
     return " ".join(parts)
@@ -264,6 +267,11 @@ def register(sub: Any) -> None:
     run.add_argument("--tag", action="append", help="only scenarios with this tag (repeatable)")
     run.add_argument("--home", help="the stack's state directory (default TRIAGE24_HOME or .triage24/)")
     run.add_argument("--keep-stack", action="store_true", help="leave a stack the runner started running")
+    run.add_argument(
+        "--canary-watch",
+        action="store_true",
+        help="watch the canary (triage24_canary_watch) from each scenario's warm-up on, as a release would",
+    )
     reset = run.add_mutually_exclusive_group()
     reset.add_argument(
         "--reset-evidence",

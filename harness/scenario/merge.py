@@ -6,7 +6,8 @@ same scenario files on the same machine, so the merge refuses, naming the part a
 - a part from another commit, or from a checkout with local changes (``-dirty``);
 - a scenario whose file has changed since it ran (rescore that part, or run it again);
 - a scenario present in two parts (a merge joins parts; it does not pick the better run);
-- a part that was interrupted, or that ran on another machine.
+- a part that was interrupted, that ran on another machine, or with the canary watch where another
+  part ran without it.
 Scenarios of the suite that no part ran are listed in ``not_run``.
 """
 
@@ -105,6 +106,7 @@ def merge_parts(out_dirs: list[Path], *, command: str, suite: list[Path] | None 
     outcomes: list[ScenarioOutcome] = []
     commits: dict[str, set[str]] = {}
     machines: dict[str, set[str]] = {}
+    watched: dict[str, set[str]] = {}
     for out_dir in out_dirs:
         summary = _part_summary(out_dir, problems)
         found = _outcomes(out_dir, seen, problems)
@@ -113,6 +115,7 @@ def merge_parts(out_dirs: list[Path], *, command: str, suite: list[Path] | None 
         ran_from = {o.observation.commit or "unknown" for o in found}
         commits[str(out_dir)] = ran_from
         machines[str(out_dir)] = {str(summary.get("machine"))}
+        watched[str(out_dir)] = {"on" if summary.get("canary_watch") else "off"}
         for ran in sorted(ran_from):
             if ran == "unknown" or ran.endswith("-dirty"):
                 problems.append(
@@ -131,6 +134,7 @@ def merge_parts(out_dirs: list[Path], *, command: str, suite: list[Path] | None 
         )
     commit = _one(commits, "commits", "run every part on one commit", problems)
     machine = _one(machines, "machines", "run every part on one machine", problems)
+    watch = _one(watched, "canary watch settings", "run every part with --canary-watch or none", problems)
     if not outcomes and not problems:
         problems.append("no scenario results (<name>.json) in the parts")
     if problems:
@@ -149,6 +153,7 @@ def merge_parts(out_dirs: list[Path], *, command: str, suite: list[Path] | None 
             "parts": parts,
             "merged": _iso(),
             "interrupted": False,
+            "canary_watch": watch == "on",
         }
     )
     if suite is not None:

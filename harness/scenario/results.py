@@ -130,13 +130,23 @@ def summarize(
             "accuracy": "share of scenarios whose every expectation was met",
             "healthy_rollbacks": "rollbacks applied in scenarios that expect none",
             "timings": "seconds from the alert's startsAt (a manual investigation: its trigger) to each step "
-            "of the scenario's primary run; detection_s from the first fault to the alert's startsAt",
+            "of the scenario's primary run; detection_s from the first fault to the alert's startsAt, "
+            "fault_to_rollback_s from the first fault to the canary's weight set to 0",
             "peak_rss_mib": "highest sum of resident memory of every stack process (Airflow, Prometheus, "
             "Alertmanager, testbed) plus the scenario's traffic generator, sampled every 3 s",
             "peak_pss_mib": "the same processes' summed proportional set size (shared pages counted once)",
         },
         "results": [_summary_row(o) for o in outcomes],
     }
+
+
+def _watch_row(o: ScenarioOutcome) -> dict[str, Any]:
+    """The canary watch's verdict, where the runner ran one (``--canary-watch``)."""
+    w = o.observation.canary_watch
+    if w is None:
+        return {}
+    keep = ("run_id", "outcome", "channel", "test", "evidence", "e_value", "threshold", "looks")
+    return {"canary_watch": {k: getattr(w, k) for k in keep}}
 
 
 def _summary_row(o: ScenarioOutcome) -> dict[str, Any]:
@@ -163,6 +173,7 @@ def _summary_row(o: ScenarioOutcome) -> dict[str, Any]:
         ],
         "errors": o.observation.errors,
         "timings": o.score.timings,
+        **_watch_row(o),
         "peak_rss_mib": o.observation.peak_rss_mib,
         "peak_pss_mib": o.observation.peak_pss_mib,
     }

@@ -53,6 +53,7 @@ from harness.scenario.scoring import ScenarioObservation, score
 from harness.scenario.stage import ScenarioAbort, clean_up, scenario_traffic, settle, warm_up
 from harness.scenario.suite_stack import SuiteStack, deferred_sigint
 from harness.scenario.timeline import Timeline
+from harness.scenario.watch import WatchStartError, finish_watch, start_watch
 
 
 def _quiet(_: str) -> None:
@@ -70,8 +71,10 @@ class SuiteRunner:
         keep_stack: bool = False,
         reset_evidence: bool | None = None,
         start_timeout_s: float = 400.0,
+        canary_watch: bool = False,
     ) -> None:
         self.say = say
+        self.canary_watch = canary_watch
         self.reset_override = reset_evidence
         self.suite_stack = SuiteStack(
             settings,
@@ -126,8 +129,14 @@ class SuiteRunner:
         return pids
 
     def run_scenario(
-        self, sc: Scenario, out_dir: Path, timeout_cap_s: float | None = None
+        self,
+        sc: Scenario,
+        out_dir: Path,
+        timeout_cap_s: float | None = None,
+        canary_watch: bool | None = None,
     ) -> ScenarioOutcome:
+        """One scenario; ``canary_watch`` (default: the runner's) watches the canary from the warm-up on."""
+        watch_on = self.canary_watch if canary_watch is None else canary_watch
         parts = self.suite_stack.parts()
 
         def say(msg: str) -> None:
@@ -146,6 +155,8 @@ class SuiteRunner:
         try:
             settle(parts, sc, obs, reset=reset, seen_runs=self._seen_runs, say=say)
             self._traffic = scenario_traffic(parts.settings, sc, timeout_s, scenario_dir)
+            if watch_on:
+                obs.canary_watch = start_watch(parts.api, sc.id, (sc.warmup_s + timeout_s) / 60, say)
             t0 = warm_up(self._traffic, sc, obs, scenario_dir, say)
             timeline = Timeline(
                 parts, sc, obs, tracked, self._seen_runs, t0=t0, deadline=t0 + timeout_s, say=say
@@ -156,11 +167,13 @@ class SuiteRunner:
             say("interrupted: cleaning up")
         except ScenarioAbort:
             pass
-        except (ControlError, AirflowApiError, httpx.HTTPError, OSError) as exc:
+        except (ControlError, AirflowApiError, httpx.HTTPError, OSError, WatchStartError) as exc:
             obs.errors.append(f"{type(exc).__name__}: {exc}")
             say(f"error: {exc}")
         finally:
             with deferred_sigint():
+                if obs.canary_watch is not None:
+                    finish_watch(parts.api, obs.canary_watch, say)
                 clean_up(parts, self._traffic, obs, tracked, say)
         collect(parts.settings, sc, obs, tracked, parts.rss)
         result = ScenarioOutcome(Path(), sc, obs, score(sc, obs))
@@ -186,6 +199,7 @@ def run_suite(
     say: Say = _quiet,
     keep_stack: bool = False,
     reset_evidence: bool | None = None,
+    canary_watch: bool = False,
 ) -> SuiteResult:
     """Run ``scenarios`` in order on one stack; write ``<out_dir>/<name>.json`` per scenario and the
     summary (``summary_path``, e.g. benchmarks/results/scenarios.json)."""
@@ -194,7 +208,9 @@ def run_suite(
     started = time.time()
     load_start = os.getloadavg()
     interrupted = False
-    runner = SuiteRunner(settings, say=say, keep_stack=keep_stack, reset_evidence=reset_evidence)
+    runner = SuiteRunner(
+        settings, say=say, keep_stack=keep_stack, reset_evidence=reset_evidence, canary_watch=canary_watch
+    )
     notes: list[str] = []
     try:
         with runner:
@@ -217,6 +233,7 @@ def run_suite(
     summary = summarize(outcomes, command=command, started=started, load_start=load_start, notes=notes)
     summary["peak_rss_mib_suite"] = runner.overall_peak_mib
     summary["interrupted"] = interrupted
+    summary["canary_watch"] = canary_watch
     write_json(out_dir / SUITE_FILE, summary)
     if summary_path is not None:
         write_json(summary_path, summary)

@@ -5,7 +5,8 @@ observed value; a scenario passes when every expectation does and the runner met
 *primary* run is the one the scenario is about: the manual investigation it opened, or the first
 alert-driven run created after the warm-up. Timings run from the primary run's origin: the alert's
 ``startsAt`` (a manual run: its trigger time); ``detection_s`` runs from the first fault's injection to
-the alert's ``startsAt``.
+the alert's ``startsAt``, and ``fault_to_rollback_s`` from it to the rollback applied (what the canary's
+users live through).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.scenario.observe import RunObservation
 from harness.scenario.schema import Scenario
+from harness.scenario.watch import WatchObservation
 
 TIMINGS = (
     "detection_s",
@@ -27,6 +29,7 @@ TIMINGS = (
     "phase1_done_s",
     "decision_s",
     "rollback_applied_s",
+    "fault_to_rollback_s",
     "recovery_verified_s",
     "report_written_s",
     "total_s",
@@ -64,6 +67,9 @@ class ScenarioObservation(_Model):
     peak_pss_mib: float | None = Field(default=None, description="the same processes' summed PSS")
     errors: list[str] = Field(default_factory=list, description="what went wrong in the runner itself")
     interrupted: bool = False
+    canary_watch: WatchObservation | None = Field(
+        default=None, description="the canary watch the runner started (scenario run --canary-watch)"
+    )
 
     def primary_run(self) -> RunObservation | None:
         return next((r for r in self.runs if r.run_id == self.primary), None)
@@ -109,6 +115,8 @@ def timings(obs: ScenarioObservation) -> dict[str, float | None]:
     out["phase1_done_s"] = _since(t.phase1_done, origin)
     out["decision_s"] = _since(t.decision, origin)
     out["rollback_applied_s"] = _since(t.rollback_applied, origin)
+    # what users live through: the first fault in place until the canary's weight is 0
+    out["fault_to_rollback_s"] = _since(t.rollback_applied, obs.fault_injected_at)
     out["recovery_verified_s"] = _since(t.recovery_verified, origin)
     out["report_written_s"] = _since(t.report_written, origin)
     ends = [x for x in (t.finished, t.report_written) if x is not None]
@@ -429,6 +437,9 @@ def suite_figures(items: list[tuple[Scenario, ScenarioObservation, ScenarioScore
         "detection_median_s": _median([float(v) for v in col["detection_s"] if v is not None]),
         "first_evidence_median_s": _median([float(v) for v in col["first_evidence_s"] if v is not None]),
         "rollback_applied_median_s": _median([float(v) for v in col["rollback_applied_s"] if v is not None]),
+        "fault_to_rollback_median_s": _median(
+            [float(v) for v in col["fault_to_rollback_s"] if v is not None]
+        ),
         "incident_total_median_s": _median([float(v) for v in col["total_s"] if v is not None]),
         "peak_rss_mib": round(max(rss), 1) if rss else None,
         "peak_pss_mib": round(max(pss), 1) if pss else None,

@@ -104,6 +104,17 @@ def test_a_scenario_in_two_parts_an_interrupted_part_and_another_machine_are_ref
     assert any("different machines" in m for m in found)
 
 
+def test_parts_with_and_without_the_canary_watch_are_refused_and_a_watched_suite_says_so(
+    tmp_path: Path,
+) -> None:
+    a, b = scenarios(tmp_path, "a", "b")
+    watched, plain = part(tmp_path, "p1", [a], canary_watch=True), part(tmp_path, "p2", [b])
+    (msg,) = refused([watched, plain])
+    assert "different canary watch settings" in msg and f"{watched}: on" in msg and f"{plain}: off" in msg
+    both = merge_parts([watched, part(tmp_path, "p3", [b], canary_watch=True)], command="m")
+    assert both["canary_watch"] is True
+
+
 def test_a_directory_without_the_runs_summary_is_refused(tmp_path: Path) -> None:
     (a,) = scenarios(tmp_path, "a")
     one = part(tmp_path, "p1", [a])

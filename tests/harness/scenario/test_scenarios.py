@@ -381,6 +381,8 @@ def test_a_run_that_meets_every_expectation_passes_with_the_observed_values() ->
     assert by["deadline.first_evidence_s"].observed == 9.0
     assert by["deadline.detection_s"].observed == 40.0
     assert result.timings["rollback_applied_s"] == 13.5 and result.timings["total_s"] == 200.0
+    # what the canary's users live through: fault in place (60) to weight 0 (113.5)
+    assert result.timings["fault_to_rollback_s"] == 53.5
 
 
 @pytest.mark.parametrize(
@@ -521,6 +523,7 @@ def test_runner_errors_make_the_scenario_an_error_and_the_suite_figures_add_up()
     assert fig["healthy_rollbacks"] == 1 and fig["healthy_rollback_scenarios"] == ["s"]
     assert fig["first_evidence_median_s"] == 6.0  # median of 9.0 and 3.0
     assert fig["rollback_applied_median_s"] == 13.5  # o2 has no rollback time
+    assert fig["fault_to_rollback_median_s"] == 53.5
     assert fig["incident_total_median_s"] == 125.0 and fig["peak_rss_mib"] == 9500.0
     assert timings(o3)["total_s"] is None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.results_md.model import Data, Section, md_table, num, pct
+from harness.results_md.model import Data, Figures, Section, fig, md_table, num, pct
 
 METHODS = (
     ("watch", "canary watch (mixture e-process)"),
@@ -83,6 +83,97 @@ CANARY_WATCH_SIM = Section(
     blocks=(_methods_table,),
 )
 
-SPECS = (CANARY_WATCH_SIM,)
 
-__all__ = ["CANARY_WATCH_SIM", "SPECS"]
+def _live_table(d: Data) -> str:
+    rows_in = d.get("scenarios")
+    if not isinstance(rows_in, dict):
+        return ""
+    secs = num(1, unit="s")
+    rows = []
+    for name, modes in rows_in.items():
+        base, watch = modes.get("baseline") or {}, modes.get("watch") or {}
+        w = watch.get("watch") or {}
+        verdict = w.get("outcome") or "–"
+        if verdict == "rejected":
+            verdict = (
+                f"rejected: {w.get('channel')}/{w.get('test')}, e = {num(0, sep=True)(w.get('e_value'))}"
+            )
+        rows.append(
+            [
+                f"`{name}`",
+                secs(base.get("fault_to_rollback_s")) if base else "not run",
+                secs(watch.get("fault_to_rollback_s")) if watch.get("rollback") else "no rollback",
+                verdict,
+                ", ".join(watch.get("opened_by") or []) or "–",
+                str(watch.get("status", "–")),
+            ]
+        )
+    headers = [
+        "scenario",
+        "today: fault → weight zero",
+        "with the watch",
+        "the watch",
+        "incident opened by",
+        "scenario",
+    ]
+    return md_table(headers, rows, right=(1, 2))
+
+
+CANARY_WATCH_LIVE = Section(
+    "canary_watch",
+    "Canary watch on the live stack: fault to rollback, with and without it",
+    about=(
+        "The local stack (`benchmarks/canary_watch_live.py`, one stack, one commit): each hard-fault "
+        "scenario runs as today (Prometheus rules, Alertmanager, the intake, the fast path) and again "
+        "with the canary watch looking from its warm-up on; the healthy controls run with the watch. "
+        "Times run from the fault in place to the canary's weight at zero. The A/A rate and the "
+        "requests to detect doubled errors are the simulation's, run by the same command on the same "
+        "commit (`{simulation}`).",
+        "A rejection needs enough canary events to outweigh its bound: at an even split, a test at level "
+        "alpha / (channels × tests) needs at least the binary logarithm of its bound in events even "
+        "when every event is the canary's, so the seconds to a rejection are set by the canary's "
+        "failure rate (the scenarios send a few requests a second), not by the look interval.",
+    ),
+    blocks=(
+        Figures(
+            (
+                fig(
+                    "fault → weight zero with the watch, median (s)",
+                    "fault_to_rollback_median_s",
+                    fmt=num(1),
+                    goal="goal/fault_to_rollback_median_s",
+                    bold=True,
+                ),
+                fig(
+                    "the same with today's rules, same run (s)",
+                    "baseline_fault_to_rollback_median_s",
+                    fmt=num(1),
+                ),
+                fig(
+                    "rollbacks of a healthy canary",
+                    "healthy_rollbacks",
+                    fmt=num(0),
+                    goal="goal/healthy_rollbacks",
+                    op="=",
+                ),
+                fig(
+                    "silent fault → incident, median (s)",
+                    "silent_to_incident_median_s",
+                    fmt=num(1, none="not measured"),
+                    goal="goal/silent_to_incident_median_s",
+                ),
+                fig("A/A false rollbacks (simulation)", "aa_false_rollback_rate", fmt=pct(2), goal=0.005),
+                fig(
+                    "canary requests to detect doubled errors (simulation)",
+                    "requests_to_detect_2x_median",
+                    fmt=num(0, sep=True, half=True),
+                ),
+            )
+        ),
+        _live_table,
+    ),
+)
+
+SPECS = (CANARY_WATCH_SIM, CANARY_WATCH_LIVE)
+
+__all__ = ["CANARY_WATCH_LIVE", "CANARY_WATCH_SIM", "SPECS"]

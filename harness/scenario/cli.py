@@ -79,11 +79,15 @@ def figures_table(summary: dict[str, Any]) -> Table:
         "detection_median_s",
         "first_evidence_median_s",
         "rollback_applied_median_s",
+        "fault_to_rollback_median_s",
         "incident_total_median_s",
         "peak_rss_mib",
         "peak_pss_mib",
     ):
-        table.add_row(key, Text(_fmt(summary.get(key))))
+        value = summary.get(key)
+        # a share as a percentage: one decimal of 0.96 would read "1.0", every scenario passed
+        shown = f"{value:.1%}" if key.endswith("accuracy") and isinstance(value, float) else _fmt(value)
+        table.add_row(key, Text(shown))
     return table
 
 

@@ -218,3 +218,49 @@ def test_the_readmes_suite_figures_are_scenarios_json() -> None:
         f"{raw['rollback_applied_median_s']:.1f} s, whole incident {raw['incident_total_median_s']:.1f} s"
     )
     assert medians in quoted
+
+
+def test_the_live_canary_watch_section_shows_both_medians_each_scenario_and_what_is_not_measured() -> None:
+    from harness.results_md.canary import CANARY_WATCH_LIVE
+
+    watch = {"outcome": "rejected", "channel": "text", "test": "errors_5xx", "e_value": 3100.0}
+    data = {
+        "benchmark": "canary_watch",
+        "command": "benchmarks/canary_watch_live.py",
+        "commit": "abc1234",
+        "fault_to_rollback_median_s": 41.3,
+        "baseline_fault_to_rollback_median_s": 88.0,
+        "healthy_rollbacks": 0,
+        "silent_to_incident_median_s": None,
+        "aa_false_rollback_rate": 0.0,
+        "requests_to_detect_2x_median": 1989.5,
+        "simulation": "benchmarks/results/canary_watch_sim.json",
+        "goal": {
+            "fault_to_rollback_median_s": 30,
+            "silent_to_incident_median_s": 300,
+            "healthy_rollbacks": 0,
+        },
+        "scenarios": {
+            "error_burst_canary": {
+                "baseline": {"fault_to_rollback_s": 84.0, "rollback": True, "status": "pass"},
+                "watch": {
+                    "fault_to_rollback_s": 41.3,
+                    "rollback": True,
+                    "status": "fail",
+                    "opened_by": ["CanaryWatchRejected"],
+                    "watch": watch,
+                },
+            },
+            "healthy_control": {
+                "watch": {"rollback": False, "status": "pass", "watch": {"outcome": "stopped"}}
+            },
+        },
+    }
+    out = render_section("canary_watch", data, CANARY_WATCH_LIVE, {})
+    assert "| **41.3** | ≤ 30.0 — **not met** |" in out
+    assert "| the same with today's rules, same run (s) | 88.0 |" in out
+    assert "| silent fault → incident, median (s) | not measured |" in out
+    assert "1,989.5" in out
+    verdict = "rejected: text/errors_5xx, e = 3,100"
+    assert f"| `error_burst_canary` | 84.0 s | 41.3 s | {verdict} | CanaryWatchRejected | fail |" in out
+    assert "| `healthy_control` | not run | no rollback | stopped | – | pass |" in out

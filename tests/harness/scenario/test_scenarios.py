@@ -732,3 +732,18 @@ def test_each_result_names_the_commit_it_ran_from(tmp_path: Path) -> None:
     assert checkout_commit(tmp_path) == head
     (tmp_path / "f").write_text("2")
     assert checkout_commit(tmp_path) == f"{head}-dirty"
+
+
+def test_the_printed_figures_show_a_share_as_a_percentage_not_rounded_to_one() -> None:
+    from rich.console import Console
+
+    from harness.scenario.cli import figures_table
+
+    console = Console(width=120, record=True)
+    console.print(
+        figures_table({"accuracy": 0.96, "expectation_accuracy": 0.9873, "fault_to_rollback_median_s": 85.04})
+    )
+    out = console.export_text()
+    rows = {line.split()[1]: line.split()[3] for line in out.splitlines() if line.startswith("│")}
+    assert rows["accuracy"] == "96.0%" and rows["expectation_accuracy"] == "98.7%"
+    assert rows["fault_to_rollback_median_s"] == "85.0"

@@ -42,6 +42,7 @@ from diagnostics.runbooks.notifications import (
     PagerDutyChannel,
     WebhookChannel,
 )
+from diagnostics.sources.retry import retry_after_s
 
 __all__ = [
     "AppriseSender",
@@ -241,14 +242,6 @@ def deliver(
     return attempts, last
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
 def _http_attempt(
     client: httpx.Client, url: str, body: Mapping[str, Any], redact: Callable[[str], str]
 ) -> Attempt:
@@ -264,7 +257,7 @@ def _http_attempt(
         status,
         f"HTTP {status}: {redact(response.text)}"[:_ERROR_MAX],
         retryable=status == 429 or status >= 500,  # a 4xx will not get better by asking again
-        retry_after=_retry_after(response),
+        retry_after=retry_after_s(response.headers.get("retry-after")),
     )
 
 

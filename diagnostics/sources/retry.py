@@ -9,6 +9,7 @@ The attempts made are counted by the caller's own function (tenacity's statistic
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -23,12 +24,18 @@ MAX_RETRY_AFTER_S = 300.0
 
 def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date), capped at
-    :data:`MAX_RETRY_AFTER_S`; None when absent or unreadable (the backoff applies)."""
+    :data:`MAX_RETRY_AFTER_S`; None when absent or unreadable (the backoff applies). The one parser of
+    the project: the evidence sources and the notification channels both read the header with it."""
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
-        return min(float(text), MAX_RETRY_AFTER_S)
+    try:
+        seconds: float | None = float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        # RFC 9110's delta-seconds are whole; a fraction some servers send is read as meant
+        return min(seconds, MAX_RETRY_AFTER_S) if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):

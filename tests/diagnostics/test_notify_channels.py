@@ -9,6 +9,8 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from urllib.parse import parse_qs
 
@@ -131,7 +133,9 @@ def test_a_dead_receiver_is_a_failure_without_the_secret(kind: str, caplog: pyte
 @pytest.mark.parametrize("kind", ["webhook", "pagerduty"])
 def test_429_retry_after_is_honoured_and_capped(kind: str) -> None:
     path, make = KINDS[kind]
-    for retry_after, expected in (("0.15", [0.15, 0.15]), ("60", [0.2, 0.2])):
+    in_a_minute = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
+    # seconds, a fraction, or an HTTP date (the one parser: diagnostics.sources.retry.retry_after_s)
+    for retry_after, expected in (("0.15", [0.15, 0.15]), ("60", [0.2, 0.2]), (in_a_minute, [0.2, 0.2])):
         waits: list[float] = []
         with receiver(path, ok=202, retry_after=retry_after) as rec:
             rec.script = [429, 429]

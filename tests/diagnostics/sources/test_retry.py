@@ -23,7 +23,10 @@ NOW = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
         ("", None),
         ("soon", None),
         ("-3", None),
-        ("1.5", None),  # delta-seconds are whole numbers (RFC 9110)
+        ("1.5", 1.5),  # RFC 9110 says whole seconds; a fraction is read as meant
+        ("0.15", 0.15),
+        ("nan", None),
+        ("inf", None),
     ],
 )
 def test_retry_after_in_seconds_or_as_a_date(header: str | None, seconds: float | None) -> None:

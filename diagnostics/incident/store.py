@@ -41,18 +41,23 @@ def result_path(root: Path, incident_id: str, phase: str, check: str) -> Path:
     )
 
 
-def write_json(path: Path, data: Any) -> Path:
+def replace_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` in one step: a temporary dot-file beside it (unique per writer), then
+    a rename, so a reader sees the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=str)
-            fh.write("\n")
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    return replace_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_result(root: Path, incident_id: str, phase: str, check: str, result: BaseModel) -> Path:

@@ -29,6 +29,7 @@ from diagnostics.config import Settings
 from harness.stack import Stack
 from harness.stack.components import Component, components
 from harness.stack.manager import stack_processes
+from harness.stack.supervision import is_alive
 from harness.stack.supervisor import clean_environ
 
 Say = Callable[[str], None]
@@ -160,13 +161,7 @@ class Processes:
 
     def pid(self, name: str) -> int | None:
         pid = self.stack._pid(name)
-        if pid is None:
-            return None
-        try:
-            proc = psutil.Process(pid)
-            return None if proc.status() == psutil.STATUS_ZOMBIE else pid
-        except psutil.Error:
-            return None
+        return pid if is_alive(pid) else None
 
     def stop(self, name: str, timeout_s: float = 30.0) -> None:
         """SIGTERM the component (SIGKILL after ``timeout_s``) and wait until it is gone."""

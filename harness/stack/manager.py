@@ -34,6 +34,7 @@ from harness.stack.supervision import (
     ComponentRecord,
     RestartPolicy,
     clean_environ,
+    is_alive,
     read_state,
     send_request,
 )
@@ -106,7 +107,7 @@ class Stack:
         pid = self._pid("supervisor")
         if pid is None:
             return None
-        if _pid_alive(pid):
+        if is_alive(pid):
             return pid if _is_ours(pid, self._stack_id()) else None
         return pid
 
@@ -116,6 +117,14 @@ class Stack:
         if state is None or state.stack_id != self._stack_id():
             return {}
         return state.components
+
+    def _clear_run_files(self) -> None:
+        """Forget a stack's run: the pid files, the supervisor's state and pending requests (and the
+        exit-code files older versions wrote)."""
+        run_dir = self.settings.run_dir
+        stale = (*run_dir.glob("*.exit"), *run_dir.glob("*.pid"), *(run_dir / REQUESTS_DIR).glob("*"))
+        for f in (*stale, run_dir / STATE_FILE):
+            f.unlink(missing_ok=True)
 
     def _stack_id(self) -> str | None:
         state = self._state()
@@ -154,11 +163,7 @@ class Stack:
     def _launch(self) -> int:
         """Write the spec and start the supervisor in a session of its own; its pid."""
         run_dir = self.settings.run_dir
-        # Exit codes, pids, state and requests of an earlier stack would be read as this one's.
-        for stale in (*run_dir.glob("*.exit"), *run_dir.glob("*.pid"), run_dir / STATE_FILE):
-            stale.unlink(missing_ok=True)
-        for request in (run_dir / REQUESTS_DIR).glob("*"):
-            request.unlink(missing_ok=True)
+        self._clear_run_files()  # an earlier stack's would be read as this one's
         stack_id = uuid.uuid4().hex
         spec = {
             "stack_id": stack_id,
@@ -194,7 +199,7 @@ class Stack:
                 f"not part of the running stack: {', '.join(missing)} (`triage24 stack down`, then "
                 "`up`, starts a stack with them)"
             )
-        dead = [c.name for c in self.components if c.name in records and not _pid_alive(self._pid(c.name))]
+        dead = [c.name for c in self.components if c.name in records and not is_alive(self._pid(c.name))]
         if not dead:
             progress("stack is already running")
             return self.status()
@@ -290,7 +295,7 @@ class Stack:
         with httpx.Client(timeout=PROBE_TIMEOUT_S) as client:
             for comp in self.components:
                 pid = self._pid(comp.name)
-                running = bool(sup_running and _pid_alive(pid))
+                running = bool(sup_running and is_alive(pid))
                 rec = records.get(comp.name)
                 if running:
                     healthy, detail = _probe(client, comp, cache)
@@ -348,10 +353,7 @@ class Stack:
             stopped = [p.pid for p in leftovers]
             if leftovers:
                 progress(f"killed {len(leftovers)} process(es) that ignored SIGTERM")
-        run_dir = self.settings.run_dir
-        for f in (*run_dir.glob("*.pid"), *(run_dir / REQUESTS_DIR).glob("*")):
-            f.unlink(missing_ok=True)
-        (run_dir / STATE_FILE).unlink(missing_ok=True)
+        self._clear_run_files()
         self._state_file.unlink(missing_ok=True)
         return stopped
 
@@ -377,16 +379,6 @@ def _members(pgid: int | None, stack_id: str | None) -> list[psutil.Process]:
         except (ProcessLookupError, psutil.Error):
             continue
     return found
-
-
-def _pid_alive(pid: int | None) -> bool:
-    """``pid`` runs (a zombie, dead but not yet reaped by its parent, does not)."""
-    if not pid:
-        return False
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 def _raise_if_exited(comp: Component, rec: ComponentRecord | None, since: float, when: str) -> None:

@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from diagnostics.incident.store import replace_text
 
 STATE_FILE = "supervision.json"
 REQUESTS_DIR = "requests"
@@ -145,10 +148,7 @@ class SupervisorState(BaseModel):
 
 def write_state(run_dir: Path, state: SupervisorState) -> None:
     """Replace the state file in one step: a reader sees the old file or the new one, never half."""
-    path = run_dir / STATE_FILE
-    tmp = run_dir / f".{STATE_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(state.model_dump_json(indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    replace_text(run_dir / STATE_FILE, state.model_dump_json(indent=1))
 
 
 def read_state(run_dir: Path) -> SupervisorState | None:
@@ -157,6 +157,18 @@ def read_state(run_dir: Path) -> SupervisorState | None:
         return SupervisorState.model_validate_json((run_dir / STATE_FILE).read_text(encoding="utf-8"))
     except (FileNotFoundError, ValidationError):
         return None
+
+
+def is_alive(process: int | psutil.Process | None) -> bool:
+    """The process (a pid or a ``psutil.Process``) runs; a zombie, dead but not yet reaped by its
+    parent, does not."""
+    if not process:
+        return False
+    try:
+        proc = process if isinstance(process, psutil.Process) else psutil.Process(process)
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
 
 
 def clean_environ() -> dict[str, str]:
@@ -180,15 +192,9 @@ class Request(BaseModel):
 
 def send_request(run_dir: Path, action: RequestAction, component: str) -> Path:
     """Drop a request for the supervisor (written under a dot-name, then renamed: never read half)."""
-    folder = run_dir / REQUESTS_DIR
-    folder.mkdir(parents=True, exist_ok=True)
     body = Request(action=action, component=component, requested_at=time.time())
     name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.json"
-    tmp = folder / f".{name}"
-    tmp.write_text(body.model_dump_json(), encoding="utf-8")
-    final = folder / name
-    os.replace(tmp, final)
-    return final
+    return replace_text(run_dir / REQUESTS_DIR / name, body.model_dump_json())
 
 
 def take_requests(run_dir: Path) -> tuple[list[Request], list[str]]:

@@ -33,6 +33,7 @@ from harness.stack.supervision import (
     SupervisorState,
     clean_environ,
     decide,
+    is_alive,
     is_crash,
     take_requests,
     write_state,
@@ -212,12 +213,7 @@ class Supervisor:
         self.handle_requests()
         now = time.monotonic()
         for child in self.children.values():
-            if (
-                child.proc is None
-                and child.due_mono is not None
-                and child.due_mono <= now
-                and not self.stopping
-            ):
+            if child.proc is None and child.due_mono is not None and child.due_mono <= now:
                 self.start(child, restart=True)
         self.save()
 
@@ -261,10 +257,10 @@ class Supervisor:
             with contextlib.suppress(psutil.Error):
                 proc.terminate()
         deadline = time.monotonic() + LEFTOVER_GRACE_S
-        while time.monotonic() < deadline and any(_alive(p) for p in strays):
+        while time.monotonic() < deadline and any(is_alive(p) for p in strays):
             time.sleep(0.1)
         for proc in strays:
-            if _alive(proc):
+            if is_alive(proc):
                 with contextlib.suppress(psutil.Error):
                     proc.kill()
         return [p.pid for p in strays]
@@ -313,13 +309,6 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(os.getpid(), signal.SIGTERM)
         return 0
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return bool(proc.status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 def main(spec_path: str) -> int:

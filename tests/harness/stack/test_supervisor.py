@@ -20,7 +20,7 @@ import pytest
 from harness.stack import ComponentStatus, Stack
 from harness.stack.components import Component, Health
 from harness.stack.manager import stack_processes
-from harness.stack.supervision import ComponentRecord, RestartPolicy, read_state, send_request
+from harness.stack.supervision import ComponentRecord, RestartPolicy, is_alive, read_state, send_request
 from tests.conftest import REPO, free_port, stack_settings
 
 FAKE = """
@@ -59,15 +59,6 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float = 20.0) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(0.05)
-
-
-def alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 class Supervised:
@@ -178,13 +169,13 @@ def test_each_component_killed_once_is_restarted_once_after_a_one_second_backoff
         assert (sup.run_dir / f"{name}.pid").read_text() == str(after.pid)
         assert {n: sup.rec(n).pid for n in sup.names if n != name} == others, "only the dead one restarts"
     assert _answers(port), "the restarted server serves again"
-    assert not alive(grandchild), "what the killed forker left behind is stopped before its restart"
+    assert not is_alive(grandchild), "what the killed forker left behind is stopped before its restart"
     log = sup.log.read_text()
     for name in sup.names:
         assert f"{name} exited (signal SIGKILL) after" in log and "restart 1 in 1 s" in log
     # stopping the supervisor stops everything it ever started
     sup.stop()
-    assert [pid for pid in seen if alive(pid)] == [] and sup.group() == []
+    assert [pid for pid in seen if is_alive(pid)] == [] and sup.group() == []
     final = read_state(sup.run_dir)
     assert final is not None and {r.state for r in final.components.values()} == {"stopped"}
 
@@ -308,7 +299,7 @@ def test_stack_up_after_the_supervisor_died_leaves_no_orphan(fake_stack: Stack) 
     assert old_sup is not None
     os.kill(old_sup, signal.SIGKILL)
     wait_for("the supervisor to be gone", lambda: stack.supervisor_pid() is None)
-    assert all(alive(pid) for pid in first.values()), "its components outlive it"
+    assert all(is_alive(pid) for pid in first.values()), "its components outlive it"
     assert {s.name: s.running for s in stack.status()} == {"web": False, "idle": False}
 
     messages: list[str] = []
@@ -316,14 +307,14 @@ def test_stack_up_after_the_supervisor_died_leaves_no_orphan(fake_stack: Stack) 
     assert (
         "the last stack's supervisor is gone but 2 of its processes are not; stopping them first" in messages
     )
-    assert [pid for pid in first.values() if alive(pid)] == [], "the old components were stopped"
+    assert [pid for pid in first.values() if is_alive(pid)] == [], "the old components were stopped"
     assert all(s.healthy and s.state == "running" and s.restarts == 0 for s in second.values())
     assert stack.supervisor_pid() not in (None, old_sup)
 
     procs = stack_processes(stack)
     assert {p.pid for p in procs} >= {s.pid for s in second.values() if s.pid}
     stack.down(grace_s=10)
-    assert [p for p in procs if alive(p.pid)] == [] and stack_processes(stack) == []
+    assert [p for p in procs if is_alive(p.pid)] == [] and stack_processes(stack) == []
     assert (
         not list(stack.settings.run_dir.glob("*.pid"))
         and not (stack.settings.run_dir / "supervision.json").exists()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from datetime import datetime
 from typing import Any, Literal
 
 import httpx
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from diagnostics.intake.airflow_api import TERMINAL_RUN_STATES, AirflowApi, AirflowApiError
 from harness.scenario.control import Say
+from harness.scenario.observe import iso_ts
 
 WATCH_DAG_ID = "triage24_canary_watch"
 WATCH_TASK_ID = "watch_canary"
@@ -53,15 +53,6 @@ class WatchObservation(BaseModel):
     looks: int | None = None
     intake: dict[str, Any] = Field(default_factory=dict, description="the intake's answer to the rejection")
     notes: list[str] = Field(default_factory=list)
-
-
-def _ts(value: object) -> float | None:
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _task_state(api: AirflowApi, run_id: str) -> str | None:
@@ -128,7 +119,7 @@ def finish_watch(api: AirflowApi, w: WatchObservation, say: Say) -> None:
     elif status in ("rejected", "completed"):
         w.outcome = status
     if status == "rejected":
-        w.rejected_at = _ts(value.get("rejected_at"))
+        w.rejected_at = iso_ts(value.get("rejected_at"))
         w.channel, w.test = value.get("channel"), value.get("test")
         w.evidence = value.get("evidence")
         w.e_value, w.threshold, w.looks = value.get("e_value"), value.get("threshold"), value.get("looks")

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -34,14 +33,14 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO))  # as the other benchmarks: run as a script, import the repo's packages
 
-import canary_watch_sim  # noqa: E402  (a sibling script, not a package)
-
+from benchmarks import canary_watch_sim  # noqa: E402
 from diagnostics.config import Settings  # noqa: E402
 from harness.scenario.results import ScenarioOutcome, checkout_commit, machine, write_json  # noqa: E402
 from harness.scenario.runner import SuiteRunner  # noqa: E402
-from harness.scenario.schema import load_scenario  # noqa: E402
+from harness.scenario.schema import Scenario, load_scenario  # noqa: E402
+from harness.scenario.scoring import ScenarioObservation, score, suite_figures  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 SCENARIOS = REPO / "benchmarks" / "scenarios"
@@ -54,8 +53,7 @@ def _say(msg: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
 
 
-def _median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 1) if values else None
+Outcomes = dict[tuple[str, str], ScenarioOutcome]  # (scenario, "baseline" | "watch") -> its outcome
 
 
 def _row(o: ScenarioOutcome) -> dict[str, Any]:
@@ -78,8 +76,8 @@ def _row(o: ScenarioOutcome) -> dict[str, Any]:
     }
 
 
-def run_live(runner: SuiteRunner, out: Path, faults: list[str], healthy: list[str]) -> dict[str, Any]:
-    rows: dict[str, dict[str, Any]] = {}
+def run_live(runner: SuiteRunner, out: Path, faults: list[str], healthy: list[str]) -> Outcomes:
+    outcomes: Outcomes = {}
     plan: list[tuple[str, bool]] = []
     for name in faults:
         plan += [(name, False), (name, True)]
@@ -92,40 +90,70 @@ def run_live(runner: SuiteRunner, out: Path, faults: list[str], healthy: list[st
         outcome = runner.run_scenario(sc, out / mode, canary_watch=watch)
         outcome.file = path.relative_to(REPO)
         write_json(out / mode / f"{name}.json", outcome.as_json())
-        row = _row(outcome)
-        rows.setdefault(name, {})[mode] = row
-        _say(f"{name} ({mode}): {row['status']}, fault -> rollback {row['fault_to_rollback_s']} s")
-    return rows
+        outcomes[name, mode] = outcome
+        took = outcome.score.timings.get("fault_to_rollback_s")
+        _say(f"{name} ({mode}): {outcome.score.status}, fault -> rollback {took} s")
+    return outcomes
 
 
-def figures(rows: dict[str, dict[str, Any]], faults: list[str], healthy: list[str]) -> dict[str, Any]:
-    def col(mode: str) -> list[float]:
-        return [
-            float(rows[n][mode]["fault_to_rollback_s"])
-            for n in faults
-            if rows.get(n, {}).get(mode, {}).get("fault_to_rollback_s") is not None
-        ]
+def stored_outcomes(out: Path) -> Outcomes:
+    """The outcomes a run left in ``out`` ({baseline,watch}/<name>.json), scored again from their
+    stored definitions: the figures can be recomputed without running anything."""
+    found: Outcomes = {}
+    for mode in ("baseline", "watch"):
+        for path in sorted((out / mode).glob("*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            sc = Scenario.model_validate(data["definition"])
+            obs = ScenarioObservation.model_validate(data["observation"])
+            found[sc.id, mode] = ScenarioOutcome(Path(data["file"]), sc, obs, score(sc, obs))
+    return found
 
-    watch, base = col("watch"), col("baseline")
-    by_watch = [
-        n
-        for n in faults
-        if (rows.get(n, {}).get("watch", {}).get("watch") or {}).get("outcome") == "rejected"
-    ]
-    healthy_rb = [n for n in healthy if rows.get(n, {}).get("watch", {}).get("rollback")]
-    med, base_med = _median(watch), _median(base)
+
+def figures(outcomes: Outcomes, faults: list[str], healthy: list[str]) -> dict[str, Any]:
+    """The headline figures: the suite's own (``suite_figures``) over each group of outcomes."""
+
+    def group(names: list[str], mode: str) -> list[ScenarioOutcome]:
+        return [outcomes[n, mode] for n in names if (n, mode) in outcomes]
+
+    def suite(names: list[str], mode: str) -> dict[str, Any]:
+        return suite_figures([(o.scenario, o.observation, o.score) for o in group(names, mode)])
+
+    def median(names: list[str], mode: str) -> float | None:
+        value = suite(names, mode)["fault_to_rollback_median_s"]
+        return None if value is None else round(value, 1)
+
+    def rolled_back(mode: str) -> int:
+        return sum(o.score.timings.get("fault_to_rollback_s") is not None for o in group(faults, mode))
+
+    med, base_med = median(faults, "watch"), median(faults, "baseline")
+    calm = suite(healthy, "watch")
     return {
         "fault_to_rollback_median_s": med,
         "baseline_fault_to_rollback_median_s": base_med,
         "speedup": round(base_med / med, 2) if med and base_med else None,
-        "fault_scenarios_rolled_back": {"watch": len(watch), "baseline": len(base), "of": len(faults)},
-        "watch_rejections": by_watch,
-        "healthy_rollbacks": len(healthy_rb),
-        "healthy_rollback_scenarios": healthy_rb,
+        "fault_scenarios_rolled_back": {
+            "watch": rolled_back("watch"),
+            "baseline": rolled_back("baseline"),
+            "of": len(faults),
+        },
+        "watch_rejections": [
+            o.scenario.id
+            for o in group(faults, "watch")
+            if o.observation.canary_watch is not None and o.observation.canary_watch.outcome == "rejected"
+        ],
+        "healthy_rollbacks": calm["healthy_rollbacks"],
+        "healthy_rollback_scenarios": calm["healthy_rollback_scenarios"],
         "silent_to_incident_median_s": None,
         "probe_cpu_share": None,
         "not_measured": {"silent_to_incident_median_s": NO_PROBES, "probe_cpu_share": NO_PROBES},
     }
+
+
+def scenario_rows(outcomes: Outcomes) -> dict[str, dict[str, Any]]:
+    rows: dict[str, dict[str, Any]] = {}
+    for (name, mode), o in outcomes.items():
+        rows.setdefault(name, {})[mode] = _row(o)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()
     settings = Settings(home=args.home.resolve())
     with SuiteRunner(settings, say=_say) as runner:
-        rows = run_live(runner, out, args.faults, args.healthy)
+        outcomes = run_live(runner, out, args.faults, args.healthy)
         notes = runner.notes
     live_s = time.time() - started
     result: dict[str, Any] = {
@@ -169,13 +197,13 @@ def main(argv: list[str] | None = None) -> int:
         },
         "live_wall_s": round(live_s, 1),
         "notes": notes,
-        **figures(rows, args.faults, args.healthy),
+        **figures(outcomes, args.faults, args.healthy),
         "goal": {
             "fault_to_rollback_median_s": 30,
             "silent_to_incident_median_s": 300,
             "healthy_rollbacks": 0,
         },
-        "scenarios": rows,
+        "scenarios": scenario_rows(outcomes),
     }
     clean = commit is not None and not commit.endswith("-dirty")
     if not args.no_sim:
